@@ -1,0 +1,139 @@
+"""Typed configuration: YAML file + ``key=value`` overrides, validated against known keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jobs.errors import PolicyrankError
+
+DEFAULT_CONF = Path(__file__).resolve().parents[1] / "conf" / "local.yaml"
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    master: str = "local[2]"
+    app_name: str = "policyrank"
+    shuffle_partitions: int = 4
+    driver_memory: str = "4g"
+    arrow_batch_rows: int = 4096
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorldSettings:
+    seed: int = 7
+    members: int = 2000
+    jobs: int = 500
+    bad_row_share: float = 0.02
+    generate_if_missing: bool = True
+    partitions: int = 4
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    max_text_chars: int = 20000
+
+
+@dataclass(frozen=True)
+class CandidateSettings:
+    top_k: int = 20
+    skill_weight: float = 0.7
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    model_dir: str | None = None
+    top_n: int = 10
+    max_length: int = 256
+    token_budget: int = 8192
+    cpu_threads: int = 1
+    member_template: str = "{headline}. Skills: {skills}."
+    job_template: str = "{title}. Required skills: {skills}."
+
+
+@dataclass(frozen=True)
+class Settings:
+    warehouse: str = "warehouse"
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    world: WorldSettings = field(default_factory=WorldSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
+    candidates: CandidateSettings = field(default_factory=CandidateSettings)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
+
+    def table_path(self, name: str) -> str:
+        return f"{self.warehouse.rstrip('/')}/{name}"
+
+
+def load_settings(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Settings:
+    """Read a YAML config (default: conf/local.yaml) and apply ``dotted.key=value`` overrides."""
+    path = Path(path) if path else DEFAULT_CONF
+    if not path.is_file():
+        raise PolicyrankError(f"config file not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise PolicyrankError(f"{path}: expected a mapping at the top level")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise PolicyrankError(f"override {item!r} is not key=value (e.g. scoring.top_n=5)")
+        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+    settings = _build(Settings, raw, "")
+    if settings.warehouse and "://" not in settings.warehouse:
+        # Relative warehouses resolve against the working directory, once, so Spark and
+        # deltalake agree on one absolute path.
+        settings = dataclasses.replace(settings, warehouse=str(Path(settings.warehouse).resolve()))
+    return settings
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    node = raw
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise PolicyrankError(f"override {key!r}: {part!r} is not a section")
+    node[leaf] = value
+
+
+def _build(cls: type, raw: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        name = prefix + unknown[0]
+        raise PolicyrankError(
+            f"unknown config key {name!r}; known keys here: {', '.join(sorted(known))}"
+        )
+    kwargs = {}
+    for key, value in raw.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise PolicyrankError(f"config key {prefix + key!r} must be a section")
+            kwargs[key] = _build(hint, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, hint, prefix + key)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    for typ in allowed:
+        origin = typing.get_origin(typ) or typ
+        if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin in (str, bool, dict) and isinstance(value, origin):
+            return value
+    expected = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+    raise PolicyrankError(f"config key {name!r} must be {expected}, got {value!r}")

@@ -1,0 +1,161 @@
+"""Table definitions: every column's type, meaning and nullability, written once.
+
+Input tables (``members``, ``jobs``) are read with every column nullable, because raw data is
+allowed to be bad; ``nullable=False`` there is the *contract* that validation enforces by sending
+offending rows to ``quarantine``. Output tables are written with exactly these schemas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import types as T
+
+SENIORITY_LEVELS = ("entry", "mid", "senior", "staff", "principal")
+WORKPLACE_TYPES = ("onsite", "hybrid", "remote")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: T.DataType
+    nullable: bool
+    doc: str
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    doc: str
+    columns: tuple[Column, ...]
+    partition_by: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def spark_schema(self, *, enforce_nullability: bool = True) -> T.StructType:
+        return T.StructType(
+            [
+                T.StructField(c.name, c.dtype, c.nullable or not enforce_nullability)
+                for c in self.columns
+            ]
+        )
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if not c.nullable]
+
+    def markdown(self) -> str:
+        rows = [f"### `{self.name}`", "", self.doc, ""]
+        if self.partition_by:
+            rows += [f"Partitioned by `{', '.join(self.partition_by)}`.", ""]
+        rows += ["| column | type | nullable | meaning |", "| --- | --- | --- | --- |"]
+        rows += [
+            f"| `{c.name}` | {c.dtype.simpleString()} | {'yes' if c.nullable else 'no'} | {c.doc} |"
+            for c in self.columns
+        ]
+        return "\n".join(rows) + "\n"
+
+
+_S, _I, _D, _F, _B = T.StringType(), T.IntegerType(), T.DoubleType(), T.FloatType(), T.BooleanType()
+_DATE = T.DateType()
+_STRINGS = T.ArrayType(T.StringType(), containsNull=False)
+
+MEMBERS = Table(
+    "members",
+    "Input. One row per member profile. All text is untrusted user input.",
+    (
+        Column("member_id", _S, False, "Stable member key; must be unique."),
+        Column("headline", _S, False, "Profile headline, e.g. 'Senior Data Engineer at Acme'."),
+        Column("summary", _S, True, "Free-text 'about' section."),
+        Column("skills", _S, False, "Comma-separated skills as the member listed them."),
+        Column("seniority", _S, False, f"Self-declared seniority: one of {SENIORITY_LEVELS}."),
+        Column("location", _S, False, "'City, CC' (ISO country code)."),
+        Column("remote_preference", _S, False, f"One of {WORKPLACE_TYPES}."),
+        Column("work_authorization", _S, True, "Comma-separated ISO country codes."),
+    ),
+)
+
+JOBS = Table(
+    "jobs",
+    "Input. One row per open job posting. All text is untrusted employer input.",
+    (
+        Column("job_id", _S, False, "Stable job key; must be unique."),
+        Column("title", _S, False, "Job title, e.g. 'Staff Backend Engineer'."),
+        Column("company", _S, True, "Hiring company name."),
+        Column("description", _S, True, "Free-text job description."),
+        Column("skills", _S, False, "Comma-separated required skills."),
+        Column("seniority", _S, False, f"Required seniority: one of {SENIORITY_LEVELS}."),
+        Column("location", _S, False, "'City, CC' of the office."),
+        Column("workplace_type", _S, False, f"One of {WORKPLACE_TYPES}."),
+        Column("visa_sponsorship", _B, True, "True when the employer sponsors work visas."),
+    ),
+)
+
+TRUTH = Table(
+    "truth",
+    "Synthetic world only: the hidden attributes that members and jobs were rendered from. "
+    "No scoring code reads it; `jobs.world.true_grade` turns it into the gold 0-4 grade.",
+    (
+        Column("entity", _S, False, "'member' or 'job'."),
+        Column("entity_id", _S, False, "member_id or job_id."),
+        Column("occupation", _S, False, "Latent occupation."),
+        Column("family", _S, False, "Occupation family (adjacent occupations share one)."),
+        Column("seniority_level", _I, False, "0 (entry) .. 4 (principal)."),
+        Column("region", _S, False, "Latent metro region."),
+        Column("country", _S, False, "ISO country code of the region."),
+        Column("workplace", _S, False, f"Remote preference (member) or type (job): {WORKPLACE_TYPES}."),
+        Column("skills", _STRINGS, False, "Latent skill set (member: has; job: requires)."),
+        Column("work_authorization", _STRINGS, False, "Member: countries authorised; job: empty."),
+        Column("visa_sponsorship", _B, False, "Job: sponsors visas; member: false."),
+    ),
+)
+
+CANDIDATES = Table(
+    "candidates",
+    "Output of `policyrank candidates`: the top-K blocked (member, job) pairs per member.",
+    (
+        Column("run_date", _DATE, False, "Logical date of the daily run."),
+        Column("member_id", _S, False, "Member key."),
+        Column("job_id", _S, False, "Job key."),
+        Column("shared_keys", _I, False, "Blocking keys (skills) the member and job share."),
+        Column("prefilter_score", _D, False, "Cheap 0-1 score used to keep the top-K."),
+        Column("prefilter_rank", _I, False, "1 = best prefilter score within the member."),
+        Column("run_id", _S, False, "Identifier of the run that wrote the row."),
+    ),
+    partition_by=("run_date",),
+)
+
+SCORES = Table(
+    "scores",
+    "Output of `policyrank score`: student scores, the top-N jobs per member.",
+    (
+        Column("run_date", _DATE, False, "Logical date of the daily run."),
+        Column("member_id", _S, False, "Member key."),
+        Column("job_id", _S, False, "Job key."),
+        Column("score", _F, False, "Student score: sigmoid of a 1-logit head, expected grade "
+               "(0-4) for a grade head."),
+        Column("rank", _I, False, "1 = best score within the member (ties broken by job_id)."),
+        Column("model_version", _S, False, "Content-derived version of the scoring model."),
+        Column("run_id", _S, False, "Identifier of the run that wrote the row."),
+    ),
+    partition_by=("run_date",),
+)
+
+QUARANTINE = Table(
+    "quarantine",
+    "Rows that broke the schema or the rules, with the reason. Nothing is dropped silently.",
+    (
+        Column("run_date", _DATE, False, "Logical date of the run that quarantined the row."),
+        Column("stage", _S, False, "Job that quarantined the row, e.g. 'candidates'."),
+        Column("source_table", _S, False, "Table the row came from."),
+        Column("entity_id", _S, True, "The row's key, when it has one."),
+        Column("reason", _S, False, "Machine-readable reason, e.g. 'unknown_enum:seniority'."),
+        Column("record", _S, False, "The raw row as JSON, cut to 2,000 characters."),
+        Column("run_id", _S, False, "Identifier of the run that wrote the row."),
+    ),
+    partition_by=("run_date",),
+)
+
+TABLES = {t.name: t for t in (MEMBERS, JOBS, TRUTH, CANDIDATES, SCORES, QUARANTINE)}
