@@ -1,1 +1,1 @@
-"""policyrank Spark jobs: each is extract -> transform -> load, with the transform a pure function."""
+"""policyrank Spark jobs: extract -> transform -> load, the transform a pure function."""

@@ -71,7 +71,9 @@ class Settings:
         return f"{self.warehouse.rstrip('/')}/{name}"
 
 
-def load_settings(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Settings:
+def load_settings(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> Settings:
     """Read a YAML config (default: conf/local.yaml) and apply ``dotted.key=value`` overrides."""
     path = Path(path) if path else DEFAULT_CONF
     if not path.is_file():

@@ -12,4 +12,14 @@ from schemas.tables import (
     Table,
 )
 
-__all__ = ["CANDIDATES", "JOBS", "MEMBERS", "QUARANTINE", "SCORES", "TABLES", "TRUTH", "Column", "Table"]
+__all__ = [
+    "CANDIDATES",
+    "JOBS",
+    "MEMBERS",
+    "QUARANTINE",
+    "SCORES",
+    "TABLES",
+    "TRUTH",
+    "Column",
+    "Table",
+]

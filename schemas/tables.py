@@ -105,7 +105,9 @@ TRUTH = Table(
         Column("seniority_level", _I, False, "0 (entry) .. 4 (principal)."),
         Column("region", _S, False, "Latent metro region."),
         Column("country", _S, False, "ISO country code of the region."),
-        Column("workplace", _S, False, f"Remote preference (member) or type (job): {WORKPLACE_TYPES}."),
+        Column(
+            "workplace", _S, False, f"Remote preference (member) or type (job): {WORKPLACE_TYPES}."
+        ),
         Column("skills", _STRINGS, False, "Latent skill set (member: has; job: requires)."),
         Column("work_authorization", _STRINGS, False, "Member: countries authorised; job: empty."),
         Column("visa_sponsorship", _B, False, "Job: sponsors visas; member: false."),
@@ -134,8 +136,12 @@ SCORES = Table(
         Column("run_date", _DATE, False, "Logical date of the daily run."),
         Column("member_id", _S, False, "Member key."),
         Column("job_id", _S, False, "Job key."),
-        Column("score", _F, False, "Student score: sigmoid of a 1-logit head, expected grade "
-               "(0-4) for a grade head."),
+        Column(
+            "score",
+            _F,
+            False,
+            "Student score: sigmoid of a 1-logit head, expected grade (0-4) for a grade head.",
+        ),
         Column("rank", _I, False, "1 = best score within the member (ties broken by job_id)."),
         Column("model_version", _S, False, "Content-derived version of the scoring model."),
         Column("run_id", _S, False, "Identifier of the run that wrote the row."),

@@ -1,0 +1,105 @@
+"""The `policyrank` command line: one click command per job, each taking --conf and key=value
+overrides. The same commands run under spark-submit via ``jobs/<job>.py``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import click
+
+from jobs.errors import PolicyrankError
+from jobs.runlog import log, new_run_id
+from jobs.settings import Settings, load_settings
+
+CONF = click.option(
+    "--conf",
+    "conf_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML config (default: conf/local.yaml).",
+)
+OVERRIDES = click.argument("overrides", nargs=-1)
+DATE = click.option(
+    "--date",
+    "run_date",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Run date, YYYY-MM-DD (default: today, UTC).",
+)
+
+
+def _date(value: dt.datetime | None) -> dt.date:
+    return value.date() if value else dt.datetime.now(dt.UTC).date()
+
+
+def _session(settings: Settings):
+    from jobs.spark_session import build_spark
+
+    return build_spark(settings.spark)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """policyrank: policy-guided distillation and precomputed recommendations on Spark + Delta."""
+
+
+@cli.command()
+@CONF
+@OVERRIDES
+def generate(conf_path, overrides) -> None:
+    """Write the synthetic world: members, jobs (with bad rows) and the hidden truth."""
+    from jobs import generate as job
+
+    settings = load_settings(conf_path, overrides)
+    job.run(_session(settings), settings, run_id=new_run_id())
+
+
+@cli.command()
+@CONF
+@DATE
+@OVERRIDES
+def candidates(conf_path, run_date, overrides) -> None:
+    """Validate inputs and write the date's top-K candidate pairs per member."""
+    from jobs import candidates as job
+
+    settings, day = load_settings(conf_path, overrides), _date(run_date)
+    job.run(_session(settings), settings, day, run_id=new_run_id(day))
+
+
+@cli.command()
+@CONF
+@DATE
+@OVERRIDES
+def score(conf_path, run_date, overrides) -> None:
+    """Score the date's candidates with the student and write the top-N per member."""
+    from jobs import score as job
+
+    settings, day = load_settings(conf_path, overrides), _date(run_date)
+    job.run(_session(settings), settings, day, run_id=new_run_id(day))
+
+
+@cli.command("run-daily")
+@CONF
+@DATE
+@OVERRIDES
+def run_daily(conf_path, run_date, overrides) -> None:
+    """The daily run: (generate if missing) -> candidates -> score, then a summary."""
+    from jobs import run_daily as job
+
+    settings, day = load_settings(conf_path, overrides), _date(run_date)
+    summary = job.run(_session(settings), settings, day, run_id=new_run_id(day))
+    click.echo(job.format_summary(settings, day, summary))
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="policyrank", standalone_mode=False)
+    except PolicyrankError as err:
+        log(f"error: {err}")
+        sys.exit(2)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(1)

@@ -1,0 +1,87 @@
+"""Row rules for the input tables: clean what can be cleaned, quarantine what breaks a rule.
+
+Every input row ends in exactly one of the two outputs, so ``rows in = passed + quarantined``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from schemas.tables import JOBS, MEMBERS, SENIORITY_LEVELS, WORKPLACE_TYPES, Table
+
+RECORD_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class RowRules:
+    table: Table
+    key: str
+    enums: dict[str, tuple[str, ...]]
+
+
+MEMBER_RULES = RowRules(
+    MEMBERS, "member_id", {"seniority": SENIORITY_LEVELS, "remote_preference": WORKPLACE_TYPES}
+)
+JOB_RULES = RowRules(
+    JOBS, "job_id", {"seniority": SENIORITY_LEVELS, "workplace_type": WORKPLACE_TYPES}
+)
+
+
+@dataclass(frozen=True)
+class Validated:
+    passed: DataFrame
+    quarantined: DataFrame  # source_table, entity_id, reason, record
+
+
+def clean_text(col: Column) -> Column:
+    """Drop control and invisible format characters (zero-width, bidi overrides, BOM) and
+    normalise odd spaces, so untrusted text cannot hide structure from prompts or tokenizers."""
+    no_format = F.regexp_replace(col, r"[\p{Cc}\p{Cf}]", "")
+    return F.trim(F.regexp_replace(no_format, r"[\p{Zs}\s]+", " "))
+
+
+def validate_rows(df: DataFrame, rules: RowRules, *, max_text_chars: int) -> Validated:
+    """Split raw rows into rows that pass ``rules`` (cleaned) and quarantined rows with a reason.
+
+    Reasons, first match wins: ``missing_id``, ``missing:<col>`` for a null or blank required
+    column, ``unknown_enum:<col>``, ``text_too_long:<col>``; then among rows sharing an id, all
+    but one (the smallest hash of the raw row, so reruns keep the same one) get ``duplicate_id``.
+    """
+    table = rules.table
+    strings = [c.name for c in table.columns if isinstance(c.dtype, T.StringType)]
+    record = F.substring(F.to_json(F.struct(*[F.col(c) for c in table.names])), 1, RECORD_CHARS)
+    cleaned = df.select(
+        *[clean_text(F.col(c)).alias(c) if c in strings else F.col(c) for c in table.names],
+        record.alias("_record"),
+    )
+    for col in rules.enums:
+        cleaned = cleaned.withColumn(col, F.lower(F.col(col)))
+
+    reason = F.when(F.col(rules.key).isNull() | (F.col(rules.key) == ""), F.lit("missing_id"))
+    for col in table.required:
+        reason = reason.when(F.col(col).isNull() | (F.col(col) == ""), F.lit(f"missing:{col}"))
+    for col, allowed in rules.enums.items():
+        reason = reason.when(~F.col(col).isin(*allowed), F.lit(f"unknown_enum:{col}"))
+    for col in strings:
+        reason = reason.when(F.length(col) > max_text_chars, F.lit(f"text_too_long:{col}"))
+    checked = cleaned.withColumn("_reason", reason)
+
+    # De-duplicate only among rows that passed the rules: a broken copy never wins an id.
+    ok = F.col("_reason").isNull()
+    by_key = Window.partitionBy(rules.key, ok).orderBy(F.sha2(F.col("_record"), 256), "_record")
+    ranked = checked.withColumn(
+        "_reason",
+        F.when(~ok, F.col("_reason")).when(F.row_number().over(by_key) > 1, F.lit("duplicate_id")),
+    )
+    passed = ranked.where(F.col("_reason").isNull()).select(*table.names)
+    quarantined = ranked.where(F.col("_reason").isNotNull()).select(
+        F.lit(table.name).alias("source_table"),
+        F.col(rules.key).alias("entity_id"),
+        F.col("_reason").alias("reason"),
+        F.col("_record").alias("record"),
+    )
+    return Validated(passed, quarantined)
