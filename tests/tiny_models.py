@@ -1,0 +1,38 @@
+"""Tiny Hugging Face models built at test time: small config, random weights, local tokenizer."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+from jobs import world
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def _vocab() -> list[str]:
+    words = set(string.ascii_lowercase) | set(string.digits) | set(string.punctuation)
+    words |= {"##" + c for c in string.ascii_lowercase + string.digits}
+    for text in [*world.ALL_SKILLS, *world.COMPANIES, *(r for r, _ in world.REGIONS)]:
+        words |= set(text.lower().replace(",", " ").split())
+    words |= {"senior", "junior", "staff", "principal", "engineer", "at", "skills", "location"}
+    return SPECIAL + sorted(words - set(SPECIAL))
+
+
+def build_tiny_cross_encoder(dest: Path, *, num_labels: int = 1, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide BERT cross-encoder with a WordPiece tokenizer over a small vocab."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    dest.mkdir(parents=True, exist_ok=True)
+    vocab = dest / "vocab.txt"
+    vocab.write_text("\n".join(_vocab()) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512, num_labels=num_labels,
+    )
+    BertForSequenceClassification(config).save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest
