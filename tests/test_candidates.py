@@ -1,0 +1,66 @@
+"""The candidate join: no cross product in the plan, and most truly good pairs survive it."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs import world
+from jobs.candidates import candidate_pairs
+from jobs.generate import generate_world
+from jobs.settings import CandidateSettings, WorldSettings
+from jobs.validation import JOB_RULES, MEMBER_RULES, validate_rows
+
+WORLD = WorldSettings(seed=11, members=600, jobs=300, bad_row_share=0.02, partitions=2)
+
+
+@pytest.fixture(scope="module")
+def blocked(spark):
+    frames = generate_world(spark, WORLD)
+    members = validate_rows(frames["members"], MEMBER_RULES, max_text_chars=20000).passed.cache()
+    jobs = validate_rows(frames["jobs"], JOB_RULES, max_text_chars=20000).passed.cache()
+    pairs = candidate_pairs(members, jobs, CandidateSettings(top_k=20))
+    return members, jobs, pairs, frames["truth"].toPandas()
+
+
+def test_plan_has_no_cross_product(blocked):
+    _, _, pairs, _ = blocked
+    plan = pairs._jdf.queryExecution().executedPlan().toString()
+    assert "SortMergeJoin" in plan or "BroadcastHashJoin" in plan
+    assert "CartesianProduct" not in plan
+    assert "BroadcastNestedLoopJoin" not in plan
+
+
+def test_top_k_per_member_and_ranks(blocked):
+    _, _, pairs, _ = blocked
+    p = pairs.toPandas()
+    assert p.groupby("member_id").size().max() <= 20
+    assert not p.duplicated(["member_id", "job_id"]).any()
+    first = p[p.prefilter_rank == 1].set_index("member_id").prefilter_score
+    assert (p.groupby("member_id").prefilter_score.max() == first).all()
+
+
+def test_most_truly_good_pairs_survive(blocked):
+    members, jobs, pairs, truth = blocked
+    m_ids = [r.member_id for r in members.select("member_id").collect()]
+    j_ids = [r.job_id for r in jobs.select("job_id").collect()]
+    t = truth.set_index("entity_id")
+    m, j = t.loc[m_ids], t.loc[j_ids]
+    mi, ji = np.repeat(np.arange(len(m)), len(j)), np.tile(np.arange(len(j)), len(m))
+    grades = world.true_grade(m.iloc[mi], j.iloc[ji])
+    good = pd.DataFrame({"member_id": np.asarray(m_ids)[mi], "job_id": np.asarray(j_ids)[ji]})[
+        grades >= 3
+    ]
+    kept = pairs.select("member_id", "job_id").toPandas()
+    recall = len(good.merge(kept)) / len(good)
+    print(f"candidate recall of true grade>=3 pairs: {recall:.3f} over {len(good)} pairs; "
+          f"{len(kept)} candidates out of {len(m) * len(j)} possible pairs")
+    assert len(good) > 50
+    assert recall >= 0.9
+    assert len(kept) < 0.1 * len(m) * len(j)
+
+
+def test_remote_only_members_get_only_remote_jobs(blocked):
+    members, jobs, pairs, _ = blocked
+    remote_only = members.where("remote_preference = 'remote'").select("member_id")
+    onsite = jobs.where("workplace_type != 'remote'").select("job_id")
+    assert pairs.join(remote_only, "member_id").join(onsite, "job_id").count() == 0
