@@ -38,14 +38,9 @@ def seniority_index(col: str) -> Column:
     return F.array_position(F.array(*[F.lit(s) for s in SENIORITY_LEVELS]), F.col(col)) - 1
 
 
-def candidate_pairs(members: DataFrame, jobs: DataFrame, conf: CandidateSettings) -> DataFrame:
-    """Top-``conf.top_k`` jobs per member by a cheap prefilter, from validated members and jobs.
-
-    Returns ``member_id, job_id, shared_keys, prefilter_score, prefilter_rank``. The prefilter is
-    ``skill_weight * (shared skills / job's skills) + (1 - skill_weight) * seniority fit`` where
-    seniority fit is ``1 - |level gap| / 4``; ties break on job_id so the result is deterministic.
-    """
-    m = members.select(
+def member_side(members: DataFrame) -> DataFrame:
+    """``member_id, skills, m_level, loc_keys`` (own city + REMOTE; REMOTE only if remote-only)."""
+    return members.select(
         "member_id",
         skill_keys("skills").alias("skills"),
         seniority_index("seniority").alias("m_level"),
@@ -53,7 +48,11 @@ def candidate_pairs(members: DataFrame, jobs: DataFrame, conf: CandidateSettings
         .otherwise(F.array(F.lower("location"), F.lit(REMOTE)))
         .alias("loc_keys"),
     )
-    j = jobs.select(
+
+
+def job_side(jobs: DataFrame) -> DataFrame:
+    """``job_id, skills, j_level, loc_key`` (REMOTE for remote jobs, else the city)."""
+    return jobs.select(
         "job_id",
         skill_keys("skills").alias("skills"),
         seniority_index("seniority").alias("j_level"),
@@ -61,12 +60,27 @@ def candidate_pairs(members: DataFrame, jobs: DataFrame, conf: CandidateSettings
         .otherwise(F.lower("location"))
         .alias("loc_key"),
     )
+
+
+def blocked_rows(m: DataFrame, j: DataFrame) -> DataFrame:
+    """The equi-join on (skill, location key): one row per shared key of a compatible pair."""
     m_keys = m.select("member_id", "skills", F.explode("loc_keys").alias("loc_key")).select(
         "member_id", F.explode("skills").alias("skill"), "loc_key"
     )
     j_keys = j.select("job_id", F.explode("skills").alias("skill"), "loc_key")
+    return m_keys.join(j_keys, ["skill", "loc_key"])
+
+
+def candidate_pairs(members: DataFrame, jobs: DataFrame, conf: CandidateSettings) -> DataFrame:
+    """Top-``conf.top_k`` jobs per member by a cheap prefilter, from validated members and jobs.
+
+    Returns ``member_id, job_id, shared_keys, prefilter_score, prefilter_rank``. The prefilter is
+    ``skill_weight * (shared skills / job's skills) + (1 - skill_weight) * seniority fit`` where
+    seniority fit is ``1 - |level gap| / 4``; ties break on job_id so the result is deterministic.
+    """
+    m, j = member_side(members), job_side(jobs)
     shared = (
-        m_keys.join(j_keys, ["skill", "loc_key"])
+        blocked_rows(m, j)
         .groupBy("member_id", "job_id")
         .agg(F.count("*").cast("int").alias("shared_keys"))
     )

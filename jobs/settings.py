@@ -74,13 +74,11 @@ class Settings:
 def load_settings(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> Settings:
-    """Read a YAML config (default: conf/local.yaml) and apply ``dotted.key=value`` overrides."""
-    path = Path(path) if path else DEFAULT_CONF
-    if not path.is_file():
-        raise PolicyrankError(f"config file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise PolicyrankError(f"{path}: expected a mapping at the top level")
+    """conf/local.yaml, then the YAML at ``path`` on top of it, then ``dotted.key=value``
+    overrides; every key is checked against the known ones."""
+    raw = _read_yaml(DEFAULT_CONF)
+    if path is not None and Path(path).resolve() != DEFAULT_CONF:
+        _merge(raw, _read_yaml(Path(path)))
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -92,6 +90,23 @@ def load_settings(
         # deltalake agree on one absolute path.
         settings = dataclasses.replace(settings, warehouse=str(Path(settings.warehouse).resolve()))
     return settings
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise PolicyrankError(f"config file not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise PolicyrankError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def _merge(base: dict, top: dict) -> None:
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict) and key != "extra":
+            _merge(base[key], value)
+        else:
+            base[key] = value
 
 
 def _set_dotted(raw: dict, key: str, value: Any) -> None:

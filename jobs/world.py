@@ -377,3 +377,15 @@ def true_grade(member: pd.DataFrame, job: pd.DataFrame) -> np.ndarray:
     capped = np.where((occupation == 0) | ~location_ok | ~hard_ok, np.minimum(grade, 1), grade)
     capped = np.where(gap >= 2, np.minimum(capped, 2), capped)
     return capped.astype("int8")
+
+
+def good_pairs(truth: pd.DataFrame, member_ids, job_ids, min_grade: int = 3) -> pd.DataFrame:
+    """All (member_id, job_id) pairs among the given ids whose true grade is >= ``min_grade``:
+    the reference set for measuring candidate recall (evaluation only; scoring never reads it)."""
+    t = truth.set_index("entity_id")
+    m, j = t.loc[list(member_ids)], t.loc[list(job_ids)]
+    mi, ji = np.repeat(np.arange(len(m)), len(j)), np.tile(np.arange(len(j)), len(m))
+    keep = true_grade(m.iloc[mi], j.iloc[ji]) >= min_grade
+    return pd.DataFrame(
+        {"member_id": m.index.to_numpy()[mi][keep], "job_id": j.index.to_numpy()[ji][keep]}
+    )

@@ -1,7 +1,5 @@
 """The candidate join: no cross product in the plan, and most truly good pairs survive it."""
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from jobs import world
@@ -43,20 +41,16 @@ def test_most_truly_good_pairs_survive(blocked):
     members, jobs, pairs, truth = blocked
     m_ids = [r.member_id for r in members.select("member_id").collect()]
     j_ids = [r.job_id for r in jobs.select("job_id").collect()]
-    t = truth.set_index("entity_id")
-    m, j = t.loc[m_ids], t.loc[j_ids]
-    mi, ji = np.repeat(np.arange(len(m)), len(j)), np.tile(np.arange(len(j)), len(m))
-    grades = world.true_grade(m.iloc[mi], j.iloc[ji])
-    good = pd.DataFrame({"member_id": np.asarray(m_ids)[mi], "job_id": np.asarray(j_ids)[ji]})[
-        grades >= 3
-    ]
+    good = world.good_pairs(truth, m_ids, j_ids)
     kept = pairs.select("member_id", "job_id").toPandas()
     recall = len(good.merge(kept)) / len(good)
-    print(f"candidate recall of true grade>=3 pairs: {recall:.3f} over {len(good)} pairs; "
-          f"{len(kept)} candidates out of {len(m) * len(j)} possible pairs")
+    print(
+        f"candidate recall of true grade>=3 pairs: {recall:.3f} over {len(good)} pairs; "
+        f"{len(kept)} candidates out of {len(m_ids) * len(j_ids)} possible pairs"
+    )
     assert len(good) > 50
     assert recall >= 0.9
-    assert len(kept) < 0.1 * len(m) * len(j)
+    assert len(kept) < 0.1 * len(m_ids) * len(j_ids)
 
 
 def test_remote_only_members_get_only_remote_jobs(blocked):

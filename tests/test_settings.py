@@ -12,8 +12,15 @@ def test_default_conf_loads_every_key():
 
 
 def test_overrides_are_typed():
-    s = load_settings(DEFAULT_CONF, ["scoring.top_n=3", "world.bad_row_share=0",
-                                     "scoring.model_dir=/models/x", "spark.extra={a.b: 1}"])
+    s = load_settings(
+        DEFAULT_CONF,
+        [
+            "scoring.top_n=3",
+            "world.bad_row_share=0",
+            "scoring.model_dir=/models/x",
+            "spark.extra={a.b: 1}",
+        ],
+    )
     assert s.scoring.top_n == 3
     assert s.world.bad_row_share == 0.0 and isinstance(s.world.bad_row_share, float)
     assert s.scoring.model_dir == "/models/x"
@@ -39,3 +46,17 @@ def test_bad_config_is_one_clear_line(override, message):
 def test_missing_conf_file(tmp_path):
     with pytest.raises(PolicyrankError, match="config file not found"):
         load_settings(tmp_path / "absent.yaml")
+
+
+def test_a_conf_file_is_layered_over_the_local_default(tmp_path):
+    conf = tmp_path / "mine.yaml"
+    conf.write_text("scoring:\n  top_n: 7\n")
+    s = load_settings(conf)
+    assert s.scoring.top_n == 7
+    assert s.scoring.member_template == load_settings().scoring.member_template  # from the base
+
+
+def test_cluster_example_is_valid():
+    s = load_settings(DEFAULT_CONF.parent / "cluster.example.yaml")
+    assert s.spark.extra["spark.task.resource.gpu.amount"] == 0.25
+    assert s.world.generate_if_missing is False

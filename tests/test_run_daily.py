@@ -1,0 +1,103 @@
+"""End to end: run-daily on tiny data and a tiny model; idempotent reruns; one-line errors."""
+
+import datetime as dt
+
+import pytest
+from deltalake import DeltaTable
+
+from jobs.cli import main
+
+DAY, OTHER_DAY = "2026-11-26", "2026-11-27"
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    return tmp_path_factory.mktemp("warehouse")
+
+
+def _args(warehouse, tiny_model, *extra):
+    return [
+        f"warehouse={warehouse}",
+        f"scoring.model_dir={tiny_model}",
+        "world.members=120",
+        "world.jobs=60",
+        "world.bad_row_share=0.05",
+        "world.partitions=2",
+        "scoring.top_n=3",
+        *extra,
+    ]
+
+
+def _day(spark, warehouse, table, day):
+    return spark.read.format("delta").load(f"{warehouse}/{table}").where(f"run_date = '{day}'")
+
+
+@pytest.fixture(scope="module")
+def first_run(spark, warehouse, tiny_model):
+    main(["run-daily", "--date", DAY, *_args(warehouse, tiny_model)])
+    return {
+        t: _day(spark, warehouse, t, DAY).toPandas() for t in ("candidates", "scores", "quarantine")
+    }
+
+
+def test_run_daily_writes_reconciled_tables(spark, warehouse, first_run):
+    members = spark.read.format("delta").load(f"{warehouse}/members").count()
+    jobs = spark.read.format("delta").load(f"{warehouse}/jobs").count()
+    q = first_run["quarantine"]
+    q_in = q[q.stage == "candidates"].source_table.value_counts()
+    assert q_in.get("members", 0) > 0  # the 5 % bad rows arrived there
+    cands, scores = first_run["candidates"], first_run["scores"]
+    passed_members = members - q_in.get("members", 0)
+    assert cands.member_id.nunique() <= passed_members
+    assert jobs == 60 and members == 120
+    # every candidate was scored (none quarantined at the score stage here)
+    assert (q.stage == "score").sum() == 0
+    assert scores.groupby("member_id").size().max() <= 3
+    assert set(scores.member_id) == set(cands.member_id)
+    assert scores["rank"].min() == 1 and scores.score.between(0, 1).all()
+    assert scores.model_version.str.startswith("tiny-cross-encoder-").all()
+    # ranks follow scores within each member
+    for _, g in scores.groupby("member_id"):
+        assert g.sort_values("rank").score.is_monotonic_decreasing
+
+
+def test_outputs_are_readable_by_spark_sql_and_deltalake(spark, warehouse, first_run):
+    sql = spark.sql(f"SELECT count(*) AS n FROM delta.`{warehouse}/scores` WHERE run_date='{DAY}'")
+    assert sql.first().n == len(first_run["scores"])
+    day = dt.date.fromisoformat(DAY)
+    rows = DeltaTable(f"{warehouse}/scores").to_pandas(filters=[("run_date", "=", day)])
+    assert len(rows) == len(first_run["scores"])
+    assert DeltaTable(f"{warehouse}/quarantine").to_pandas().reason.notna().all()
+
+
+def test_rerun_replaces_exactly_that_date(spark, warehouse, tiny_model, first_run):
+    main(["run-daily", "--date", OTHER_DAY, *_args(warehouse, tiny_model)])
+    other_before = _day(spark, warehouse, "scores", OTHER_DAY).toPandas()
+    main(["run-daily", "--date", DAY, *_args(warehouse, tiny_model)])
+    for table in ("candidates", "scores", "quarantine"):
+        again = _day(spark, warehouse, table, DAY).toPandas()
+        assert len(again) == len(first_run[table]), table
+        assert again.run_id.nunique() <= 1
+        if len(again):
+            assert set(again.run_id) != set(first_run[table].run_id)  # really rewritten
+    scores = _day(spark, warehouse, "scores", DAY).toPandas()
+    assert not scores.duplicated(["member_id", "job_id"]).any()
+    key = ["member_id", "job_id", "score", "rank"]
+    before = first_run["scores"][key].sort_values(key[:2]).reset_index(drop=True)
+    assert before.equals(scores[key].sort_values(key[:2]).reset_index(drop=True))
+    other_after = _day(spark, warehouse, "scores", OTHER_DAY).toPandas()
+    assert other_after.run_id.tolist() == other_before.run_id.tolist()
+
+
+def test_missing_inputs_and_model_are_one_line_errors(tmp_path, tiny_model, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["candidates", "--date", DAY, f"warehouse={tmp_path}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "input table 'members' not found" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["score", "--date", DAY, f"warehouse={tmp_path}", f"scoring.model_dir={tmp_path}/x"])
+    assert "has no config.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run-daily", "scoring.top_nn=1"])
+    assert "unknown config key 'scoring.top_nn'" in capsys.readouterr().err
