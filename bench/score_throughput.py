@@ -266,6 +266,8 @@ def stock_predict_fn(model_dir: str, max_length: int, threads: int) -> Callable:
         model = AutoModelForSequenceClassification.from_pretrained(
             model_dir, local_files_only=True
         ).eval()
+        # One line per load: more than one per worker means pass 2 paid for loading too.
+        print(f"[bench pid={os.getpid()}] predict_batch_udf model loaded", file=sys.stderr)
 
         def predict(member_text: np.ndarray, job_text: np.ndarray) -> np.ndarray:
             enc = tok(

@@ -1,18 +1,21 @@
 """One way to build a SparkSession with Delta Lake, for the CLI, spark-submit and tests.
 
 Delta's JARs come the standard way: ``configure_spark_with_delta_pip`` adds
-``io.delta:delta-spark_2.13:<delta-spark version>`` to ``spark.jars.packages`` and Ivy resolves it
-from Maven Central on the first start, caching it under ``~/.ivy2.5.2`` (Spark 4).
+``io.delta:delta-spark_4.1_2.13:<delta-spark version>`` to ``spark.jars.packages`` and Ivy
+resolves it from Maven Central on the first start, caching it under ``~/.ivy2.5.2`` (Spark 4).
+Under spark-submit the JVM is already running, so the package must be on the submit command.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from importlib import metadata
 
 from delta import configure_spark_with_delta_pip
 from pyspark.sql import SparkSession
 
+from jobs.errors import PolicyrankError
 from jobs.settings import SparkSettings
 
 
@@ -52,7 +55,28 @@ def build_spark(conf: SparkSettings) -> SparkSession:
         builder = builder.config(key, str(value))
     spark = configure_spark_with_delta_pip(builder).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    _require_delta(spark)
     return spark
+
+
+def delta_package() -> str:
+    """The Maven coordinate of the Delta JAR matching the installed pyspark and delta-spark."""
+    import pyspark
+
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return f"io.delta:delta-spark_{spark_minor}_2.13:{metadata.version('delta-spark')}"
+
+
+def _require_delta(spark: SparkSession) -> None:
+    try:
+        # --packages JARs live in Spark's context class loader, not the system one.
+        loader = spark._jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        loader.loadClass("io.delta.sql.DeltaSparkSessionExtension")
+    except Exception as err:  # py4j wraps ClassNotFoundException
+        raise PolicyrankError(
+            f"Delta Lake is not on this Spark's classpath: pass --packages {delta_package()} "
+            "to spark-submit (or let policyrank start Spark itself)"
+        ) from err
 
 
 def _under_spark_submit() -> bool:

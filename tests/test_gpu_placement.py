@@ -88,7 +88,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def _wait_for(log: Path, pattern: str, proc: subprocess.Popen, timeout_s: float) -> re.Match:
-    deadline = time.monotonic() + timeout_s
+    deadline, text = time.monotonic() + timeout_s, ""
     while time.monotonic() < deadline:
         text = log.read_text(errors="replace") if log.exists() else ""
         if match := re.search(pattern, text):
@@ -202,7 +202,7 @@ def _notes(run: dict) -> list[tuple[str, str]]:
     return NOTE.findall(run["executor_stderr"])
 
 
-def test_no_cuda_means_cpu_and_the_note_is_logged_once_per_worker_and_gpu(run: dict) -> None:
+def test_no_cuda_means_cpu_and_every_worker_says_so(run: dict) -> None:
     assert {t["device"] for t in run["tasks"]} == {"cpu"}
     notes = _notes(run)
     assert notes, "no CPU fallback note in the executor stderr logs"
@@ -211,21 +211,24 @@ def test_no_cuda_means_cpu_and_the_note_is_logged_once_per_worker_and_gpu(run: d
     assert {str(t["pid"]) for t in run["tasks"]} <= {pid for pid, _ in notes}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="scorer_for dedupes the note by its text, which names the GPU address: a reused "
-    "Python worker whose tasks get GPU 0 and then GPU 1 prints it twice (scheduling-dependent)",
-)
 def test_the_note_is_logged_at_most_once_per_python_worker(run: dict) -> None:
     pids = [pid for pid, _ in _notes(run)]
     assert len(pids) == len(set(pids)), _notes(run)
 
 
 def test_scores_are_finite_complete_and_in_input_order(run: dict) -> None:
-    scored = run["scored"]
+    scored, reference = run["scored"], run["reference"]
     assert sorted(i for i, _ in scored) == run["input_ids"]
     by_id = dict(scored)
-    for i, expected in zip(run["input_ids"], run["reference"], strict=True):
-        assert math.isfinite(by_id[i])
-        # The UDF's score for a row is the core's score for that row's own pair.
-        assert by_id[i] == pytest.approx(expected, abs=1e-4), i
+    assert all(math.isfinite(by_id[i]) for i in run["input_ids"]), scored
+    # A random tiny model's scores all sit near 0.5 (spread ~4e-5), so the tolerance must be
+    # tight for a mix-up of rows to show; check first that shifting rows by one would show.
+    tol = 1e-6
+    shifted = sum(
+        abs(a - b) > tol for a, b in zip(reference, reference[1:] + reference[:1], strict=True)
+    )
+    assert shifted > len(reference) // 2, "reference scores too alike to check the order"
+    # The UDF's score for a row is the core's score for that row's own pair.
+    got = [by_id[i] for i in run["input_ids"]]
+    worst = max(abs(a - b) for a, b in zip(got, reference, strict=True))
+    assert worst <= tol, list(zip(run["input_ids"], got, reference, strict=True))

@@ -132,20 +132,21 @@ class CrossEncoderScorer:
         return batch
 
 
-# One scorer per Python worker process, keyed by everything that changes the model it holds.
+# One scorer per Python worker process and device; reused workers keep it across tasks.
 _SCORERS: dict[tuple, CrossEncoderScorer] = {}
-_NOTES_SAID: set[str] = set()
+_SAID_CPU_FALLBACK = False
 
 
 def scorer_for(config: ScorerConfig, gpu_addresses: Sequence[str]) -> CrossEncoderScorer:
     """The worker's cached scorer for ``config`` on the device these GPU addresses give."""
+    global _SAID_CPU_FALLBACK
     import torch
 
     placement = choose_placement(gpu_addresses, torch.cuda.is_available())
-    if placement.note and placement.note not in _NOTES_SAID:
-        _NOTES_SAID.add(placement.note)  # say it once per worker, not once per task
+    if placement.note and not _SAID_CPU_FALLBACK:
+        _SAID_CPU_FALLBACK = True  # once per worker, whichever address a later task gets
         print(f"[policyrank pid={os.getpid()}] {placement.note}", file=sys.stderr, flush=True)
-    key = (config, placement)
+    key = (config, placement.device, placement.dtype_name)
     if key not in _SCORERS:
         # Tokenizer threads help a GPU keep busy; on CPU they fight the model's threads.
         os.environ.setdefault(
