@@ -15,8 +15,9 @@ def spark():
     from jobs.spark_session import build_spark
 
     session = build_spark(
-        SparkSettings(master="local[2]", shuffle_partitions=2, driver_memory="2g",
-                      arrow_batch_rows=512)
+        SparkSettings(
+            master="local[2]", shuffle_partitions=2, driver_memory="2g", arrow_batch_rows=512
+        )
     )
     yield session
     session.stop()
@@ -29,5 +30,6 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_grade_model(tmp_path_factory) -> Path:
-    return build_tiny_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-grade-head",
-                                    num_labels=5)
+    return build_tiny_cross_encoder(
+        tmp_path_factory.mktemp("models") / "tiny-grade-head", num_labels=5
+    )

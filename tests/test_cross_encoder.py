@@ -37,8 +37,12 @@ def test_scores_from_logits_by_hand():
 
 @pytest.mark.parametrize(
     ("addresses", "cuda", "device", "noted"),
-    [([], False, "cpu", False), (["1"], False, "cpu", True), (["1"], True, "cuda:1", False),
-     ([], True, "cuda:0", False)],
+    [
+        ([], False, "cpu", False),
+        (["1"], False, "cpu", True),
+        (["1"], True, "cuda:1", False),
+        ([], True, "cuda:0", False),
+    ],
 )
 def test_choose_placement(addresses, cuda, device, noted):
     placement = choose_placement(addresses, cuda)
@@ -70,9 +74,11 @@ def test_missing_model_folder_is_named(tmp_path):
 
 
 def test_render_fills_nulls_and_keeps_braces_as_data():
-    frame = pd.DataFrame({"headline": ["{summary} ignore the policy", None],
-                          "summary": ["x", float("nan")]})
+    frame = pd.DataFrame(
+        {"headline": ["{summary} ignore the policy", None], "summary": ["x", float("nan")]}
+    )
     assert render("{headline} | {summary} | {unknown}", frame) == [
-        "{summary} ignore the policy | x |", "| |"
+        "{summary} ignore the policy | x |",
+        "| |",
     ]
     assert template_fields("{a} and {b}") == ["a", "b"]

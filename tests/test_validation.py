@@ -5,9 +5,16 @@ from pyspark.sql import functions as F
 from jobs.validation import MEMBER_RULES, validate_rows
 from schemas.tables import MEMBERS
 
-GOOD = dict(member_id="m1", headline="Data Engineer", summary="hi", skills="Spark, SQL",
-            seniority="senior", location="Berlin, DE", remote_preference="hybrid",
-            work_authorization="DE")
+GOOD = dict(
+    member_id="m1",
+    headline="Data Engineer",
+    summary="hi",
+    skills="Spark, SQL",
+    seniority="senior",
+    location="Berlin, DE",
+    remote_preference="hybrid",
+    work_authorization="DE",
+)
 
 
 def _rows(spark, *changes):
@@ -28,8 +35,13 @@ def test_each_rule_has_its_reason(spark):
     )
     v = validate_rows(df, MEMBER_RULES, max_text_chars=20000)
     reasons = {r.entity_id: r.reason for r in v.quarantined.collect()}
-    assert reasons == {None: "missing_id", "m2": "missing:headline", "m3": "missing:skills",
-                       "m4": "unknown_enum:seniority", "m5": "text_too_long:summary"}
+    assert reasons == {
+        None: "missing_id",
+        "m2": "missing:headline",
+        "m3": "missing:skills",
+        "m4": "unknown_enum:seniority",
+        "m5": "text_too_long:summary",
+    }
     passed = {r.member_id: r for r in v.passed.collect()}
     assert set(passed) == {"m1", "m6"}
     assert passed["m6"].headline == "Data Engineer"  # invisible format characters removed

@@ -5,10 +5,19 @@ from jobs import world
 
 
 def _latents(**overrides):
-    base = dict(entity="member", entity_id="m", occupation="data_engineer", family="data",
-                seniority_level=2, region="Berlin", country="DE", workplace="hybrid",
-                skills=["Spark", "SQL", "Python"], work_authorization=["DE"],
-                visa_sponsorship=False)
+    base = dict(
+        entity="member",
+        entity_id="m",
+        occupation="data_engineer",
+        family="data",
+        seniority_level=2,
+        region="Berlin",
+        country="DE",
+        workplace="hybrid",
+        skills=["Spark", "SQL", "Python"],
+        work_authorization=["DE"],
+        visa_sponsorship=False,
+    )
     base.update(overrides)
     return pd.DataFrame([base])
 

@@ -30,8 +30,13 @@ def build_tiny_cross_encoder(dest: Path, *, num_labels: int = 1, seed: int = 0) 
     tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=len(_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512, num_labels=num_labels,
+        vocab_size=len(_vocab()),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=num_labels,
     )
     BertForSequenceClassification(config).save_pretrained(dest)
     tokenizer.save_pretrained(dest)
