@@ -21,11 +21,11 @@ from pyspark.sql import functions as F
 from jobs.runlog import log
 from jobs.settings import CandidateSettings, Settings
 from jobs.tables_io import read_table, replace_run_date
+from jobs.validation import INPUTS_HINT as HINT
 from jobs.validation import JOB_RULES, MEMBER_RULES, validate_rows
 from schemas.tables import CANDIDATES, JOBS, MEMBERS, QUARANTINE, SENIORITY_LEVELS
 
 REMOTE = "REMOTE"
-HINT = "run `policyrank generate` first, or point `warehouse` at your tables"
 
 
 def skill_keys(col: str) -> Column:

@@ -79,6 +79,66 @@ def score(conf_path, run_date, overrides) -> None:
     job.run(_session(settings), settings, day, run_id=new_run_id(day))
 
 
+@cli.command()
+@CONF
+@DATE
+@OVERRIDES
+def sample(conf_path, run_date, overrides) -> None:
+    """Pick the date's pairs for the teacher: stratified, hard negatives, random."""
+    from jobs import sample as job
+
+    settings, day = load_settings(conf_path, overrides), _date(run_date)
+    job.run(_session(settings), settings, day, run_id=new_run_id(day))
+
+
+@cli.command()
+@CONF
+@DATE
+@OVERRIDES
+def gold(conf_path, run_date, overrides) -> None:
+    """Write simulated gold labels (raters over the hidden truth) for a gold sample."""
+    from jobs import gold as job
+
+    settings, day = load_settings(conf_path, overrides), _date(run_date)
+    job.run(_session(settings), settings, day, run_id=new_run_id(day))
+
+
+@cli.command("train-judge")
+@CONF
+@OVERRIDES
+def train_judge(conf_path, overrides) -> None:
+    """Fine-tune the offline judge (MiniLM-L6, 5-way grade head) on the gold selection half."""
+    from jobs import judge
+
+    settings = load_settings(conf_path, overrides)
+    judge.train_judge(_session(settings), settings, run_id=new_run_id())
+
+
+@cli.command()
+@CONF
+@DATE
+@OVERRIDES
+def label(conf_path, run_date, overrides) -> None:
+    """Teacher soft labels for the date's sampled pairs not labelled yet."""
+    from jobs import judge
+
+    settings, day = load_settings(conf_path, overrides), _date(run_date)
+    judge.label(_session(settings), settings, day, run_id=new_run_id(day))
+
+
+@cli.command()
+@CONF
+@DATE
+@OVERRIDES
+def calibrate(conf_path, run_date, overrides) -> None:
+    """The teacher against the held-out gold labels: weighted kappa and confusion per slice."""
+    from jobs import judge
+
+    settings, day = load_settings(conf_path, overrides), _date(run_date)
+    result = judge.calibrate(_session(settings), settings, day, run_id=new_run_id(day))
+    click.echo(judge.format_calibration(result["table"]))
+
+
 @cli.command("run-daily")
 @CONF
 @DATE

@@ -17,19 +17,25 @@ from schemas.tables import JOBS, MEMBERS, TRUTH
 
 def generate_world(spark: SparkSession, conf: WorldSettings) -> dict[str, DataFrame]:
     """The world as DataFrames: ``members``, ``jobs`` (text, with bad rows) and ``truth``."""
-    seed, share = conf.seed, conf.bad_row_share
+    seed, share, injected = conf.seed, conf.bad_row_share, conf.injection_share
 
     def members(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in chunks:
             for c in frame["id"]:
                 yield world.render_members(
-                    world.member_latents(seed, c, conf.members), seed, c, share
+                    world.member_latents(seed, c, conf.members),
+                    seed,
+                    c,
+                    share,
+                    injection_share=injected,
                 )
 
     def jobs(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in chunks:
             for c in frame["id"]:
-                yield world.render_jobs(world.job_latents(seed, c, conf.jobs), seed, c, share)
+                yield world.render_jobs(
+                    world.job_latents(seed, c, conf.jobs), seed, c, share, injection_share=injected
+                )
 
     def truth(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in chunks:

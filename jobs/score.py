@@ -9,14 +9,13 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.candidates import HINT
 from jobs.errors import PolicyrankError
 from jobs.models import check_model_dir, model_version, prepare_default_student
 from jobs.runlog import log
 from jobs.settings import ScoringSettings, Settings
 from jobs.tables_io import read_table, replace_run_date
-from jobs.validation import JOB_RULES, MEMBER_RULES, validate_rows
-from schemas.tables import CANDIDATES, JOBS, MEMBERS, QUARANTINE, SCORES
+from jobs.validation import read_validated
+from schemas.tables import CANDIDATES, QUARANTINE, SCORES
 from udfs.cross_encoder import ScorerConfig
 from udfs.pair_text import template_fields
 from udfs.score_udf import score_pairs_udf
@@ -89,11 +88,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
     cands = read_table(spark, settings.table_path("candidates"), CANDIDATES, hint=hint).where(
         F.col("run_date") == run_date
     )
-    members = read_table(spark, settings.table_path("members"), MEMBERS, hint=HINT)
-    jobs = read_table(spark, settings.table_path("jobs"), JOBS, hint=HINT)
-    limit = settings.validation.max_text_chars
-    passed_m = validate_rows(members, MEMBER_RULES, max_text_chars=limit).passed
-    passed_j = validate_rows(jobs, JOB_RULES, max_text_chars=limit).passed
+    passed_m, passed_j = read_validated(spark, settings)
 
     n_candidates = cands.count()
     if n_candidates == 0:

@@ -32,6 +32,7 @@ class WorldSettings:
     members: int = 2000
     jobs: int = 500
     bad_row_share: float = 0.02
+    injection_share: float = 0.02
     generate_if_missing: bool = True
     partitions: int = 4
 
@@ -59,6 +60,47 @@ class ScoringSettings:
 
 
 @dataclass(frozen=True)
+class SamplingSettings:
+    seed: int = 17
+    per_stratum: int = 3
+    random_members_share: float = 0.2
+    random_jobs_per_member: int = 4
+    hard_negatives_per_bucket: int = 150
+
+
+@dataclass(frozen=True)
+class GoldSettings:
+    sampling: SamplingSettings = field(default_factory=lambda: SamplingSettings(seed=29))
+    n_raters: int = 3
+    rater_noise: float = 0.1
+    rater_disagreement: float = 0.1
+    heldout_share: float = 0.5
+
+
+@dataclass(frozen=True)
+class FineTuneSettings:
+    base_model_dir: str | None = None
+    epochs: int = 2
+    batch_size: int = 16
+    learning_rate: float = 5e-5
+    warmup_share: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    backend: str = "cross_encoder"
+    model_dir: str | None = None
+    policy_path: str | None = None
+    member_template: str = "{headline}. Skills: {skills}. {summary}"
+    job_template: str = "{title}. Skills: {skills}. {description}"
+    max_length: int = 256
+    token_budget: int = 8192
+    cpu_threads: int = 1
+    fine_tune: FineTuneSettings = field(default_factory=FineTuneSettings)
+
+
+@dataclass(frozen=True)
 class Settings:
     warehouse: str = "warehouse"
     spark: SparkSettings = field(default_factory=SparkSettings)
@@ -66,6 +108,9 @@ class Settings:
     validation: ValidationSettings = field(default_factory=ValidationSettings)
     candidates: CandidateSettings = field(default_factory=CandidateSettings)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    gold: GoldSettings = field(default_factory=GoldSettings)
+    teacher: TeacherSettings = field(default_factory=TeacherSettings)
 
     def table_path(self, name: str) -> str:
         return f"{self.warehouse.rstrip('/')}/{name}"

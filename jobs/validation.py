@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from jobs.settings import Settings
+from jobs.tables_io import read_table
 from schemas.tables import JOBS, MEMBERS, SENIORITY_LEVELS, WORKPLACE_TYPES, Table
 
 RECORD_CHARS = 2000
@@ -85,3 +87,17 @@ def validate_rows(df: DataFrame, rules: RowRules, *, max_text_chars: int) -> Val
         F.col("_record").alias("record"),
     )
     return Validated(passed, quarantined)
+
+
+INPUTS_HINT = "run `policyrank generate` first, or point `warehouse` at your tables"
+
+
+def read_validated(spark: SparkSession, settings: Settings) -> tuple[DataFrame, DataFrame]:
+    """Members and jobs that pass the row rules; quarantining them is the candidates job's."""
+    limit = settings.validation.max_text_chars
+    members = read_table(spark, settings.table_path("members"), MEMBERS, hint=INPUTS_HINT)
+    jobs = read_table(spark, settings.table_path("jobs"), JOBS, hint=INPUTS_HINT)
+    return (
+        validate_rows(members, MEMBER_RULES, max_text_chars=limit).passed,
+        validate_rows(jobs, JOB_RULES, max_text_chars=limit).passed,
+    )

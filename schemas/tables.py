@@ -164,4 +164,122 @@ QUARANTINE = Table(
     partition_by=("run_date",),
 )
 
-TABLES = {t.name: t for t in (MEMBERS, JOBS, TRUTH, CANDIDATES, SCORES, QUARANTINE)}
+_PROBS = T.ArrayType(T.FloatType(), containsNull=False)
+_INTS = T.ArrayType(T.IntegerType(), containsNull=False)
+
+SAMPLED_PAIRS = Table(
+    "sampled_pairs",
+    "Output of `policyrank sample`: the pairs the teacher labels for a date. Chosen by a hash of "
+    "the pair key and the seed, so a rerun picks the same pairs.",
+    (
+        Column("run_date", _DATE, False, "Logical date of the daily run."),
+        Column("member_id", _S, False, "Member key."),
+        Column("job_id", _S, False, "Job key."),
+        Column("source", _S, False, "'stratified' (from candidates), 'hard_negative' or 'random'."),
+        Column("stratum", _S, False, "Segment 'occupation|seniority band|city' of the member."),
+        Column(
+            "policy_bucket",
+            _S,
+            False,
+            "Observable policy breach of the pair: 'authorization', "
+            "'location', 'seniority', 'function' or 'none'.",
+        ),
+        Column("run_id", _S, False, "Identifier of the run that wrote the row."),
+    ),
+    partition_by=("run_date",),
+)
+
+GOLD_LABELS = Table(
+    "gold_labels",
+    "Output of `policyrank gold`: simulated human gold grades (raters applying the policy to the "
+    "hidden attributes, with noise and disagreement) over a stratified gold sample.",
+    (
+        Column("member_id", _S, False, "Member key."),
+        Column("job_id", _S, False, "Job key."),
+        Column("source", _S, False, "How the pair was sampled (see sampled_pairs)."),
+        Column("stratum", _S, False, "Segment 'occupation|seniority band|city' of the member."),
+        Column(
+            "policy_bucket", _S, False, "Observable policy breach of the pair (see sampled_pairs)."
+        ),
+        Column("rater_grades", _INTS, False, "Each simulated rater's 0-4 grade."),
+        Column("gold_grade", _I, False, "The raters' consensus grade (0-4)."),
+        Column("rater_agreement", _D, False, "Share of raters who gave the gold grade."),
+        Column(
+            "injected",
+            _B,
+            False,
+            "True when the member or job text holds a planted prompt injection.",
+        ),
+        Column("split", _S, False, "'selection' (fine-tunes the judge) or 'heldout', by member."),
+        Column("policy_version", _S, False, "Policy the raters applied: semver+content hash."),
+        Column("run_id", _S, False, "Identifier of the run that wrote the row."),
+    ),
+)
+
+TEACHER_LABELS = Table(
+    "teacher_labels",
+    "Output of `policyrank label`: the teacher's grade distribution (soft label) per sampled "
+    "pair. A pair is labelled once per (teacher_model_id, policy_version, prompt_hash).",
+    (
+        Column("run_date", _DATE, False, "Date of the run that labelled the pair."),
+        Column("member_id", _S, False, "Member key."),
+        Column("job_id", _S, False, "Job key."),
+        Column("source", _S, False, "How the pair was sampled (see sampled_pairs)."),
+        Column("stratum", _S, False, "Segment 'occupation|seniority band|city' of the member."),
+        Column("grade_probs", _PROBS, False, "p(grade = 0..4), summing to 1."),
+        Column("expected_grade", _D, False, "sum g * p(g): the soft score."),
+        Column("grade", _I, False, "argmax grade."),
+        Column(
+            "entropy", _D, False, "Entropy of grade_probs in nats (0 = certain, ln 5 = uniform)."
+        ),
+        Column("teacher_model_id", _S, False, "Content-derived version of the teacher model."),
+        Column(
+            "policy_version", _S, False, "Policy the teacher graded under: semver+content hash."
+        ),
+        Column("prompt_hash", _S, False, "Hash of the templates/prompt the teacher saw."),
+        Column("run_id", _S, False, "Identifier of the run that wrote the row."),
+    ),
+    partition_by=("run_date",),
+)
+
+JUDGE_CALIBRATION = Table(
+    "judge_calibration",
+    "Output of `policyrank calibrate`: the teacher against the held-out gold labels.",
+    (
+        Column("run_date", _DATE, False, "Date of the calibration run."),
+        Column("teacher_model_id", _S, False, "Content-derived version of the teacher model."),
+        Column("policy_version", _S, False, "Policy version of the gold labels."),
+        Column("prompt_hash", _S, False, "Hash of the templates/prompt the teacher saw."),
+        Column("slice", _S, False, "'overall', 'clean', 'injected', or 'stratum:<stratum>'."),
+        Column("pairs", _I, False, "Held-out gold pairs in the slice."),
+        Column(
+            "weighted_kappa",
+            _D,
+            True,
+            "Linear weighted kappa, teacher grade vs gold grade "
+            "(null when undefined, e.g. one class only).",
+        ),
+        Column("exact_agreement", _D, False, "Share of pairs where teacher grade = gold grade."),
+        Column(
+            "confusion", _S, False, "5x5 confusion matrix as JSON, rows = gold, cols = teacher."
+        ),
+        Column("run_id", _S, False, "Identifier of the run that wrote the row."),
+    ),
+    partition_by=("run_date",),
+)
+
+TABLES = {
+    t.name: t
+    for t in (
+        MEMBERS,
+        JOBS,
+        TRUTH,
+        CANDIDATES,
+        SCORES,
+        QUARANTINE,
+        SAMPLED_PAIRS,
+        GOLD_LABELS,
+        TEACHER_LABELS,
+        JUDGE_CALIBRATION,
+    )
+}

