@@ -71,9 +71,7 @@ def fine_tune(
         running = []
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
-            batch = tokenizer.pad(
-                {k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt"
-            )
+            batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
             batch = {k: v.to(device) for k, v in batch.items()}
             loss = soft_cross_entropy(model(**batch).logits, target_t[idx].to(device))
             optimizer.zero_grad()
