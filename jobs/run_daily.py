@@ -62,7 +62,8 @@ def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
         f"  SELECT * FROM delta.`{settings.table_path('scores')}` WHERE run_date = '{run_date}'",
         "or without Spark:",
         f'  python -c "from deltalake import DeltaTable; '
-        f"print(DeltaTable('{settings.table_path('scores')}').to_pandas().head())\"",
+        f"print(DeltaTable('{settings.table_path('scores')}')"
+        '.to_pyarrow_dataset().to_table().to_pandas().head())"',
     ]
     return "\n".join(lines)
 

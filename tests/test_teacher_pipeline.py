@@ -91,3 +91,29 @@ def test_calibration_reports_kappa_per_slice(spark, warehouse, tiny_model, capsy
     heldout = _table(spark, warehouse, "gold_labels").where("split = 'heldout'").count()
     assert overall.pairs == heldout
     assert any(s.startswith("occupation:") for s in rows.slice)
+
+
+def test_the_llm_judge_labels_through_the_same_job(spark, warehouse, tiny_model, tmp_path):
+    from tests.tiny_causal_lm import build_tiny_causal_lm
+
+    llm = build_tiny_causal_lm(tmp_path / "tiny-llm-judge")
+    args = [
+        *_args(warehouse, tiny_model),
+        "teacher.backend=llm",
+        f"teacher.model_dir={llm}",
+        "teacher.max_length=96",
+    ]
+    main(["label", "--date", DAY, *args])
+    labels = (
+        _table(spark, warehouse, "teacher_labels")
+        .where(F.col("teacher_model_id").startswith("tiny-llm-judge-"))
+        .toPandas()
+    )
+    sampled = _table(spark, warehouse, "sampled_pairs").count()
+    quarantined = _table(spark, warehouse, "quarantine").where("stage = 'label'").count()
+    assert len(labels) + quarantined == sampled
+    assert labels.grade_probs.apply(lambda p: abs(sum(p) - 1) < 1e-4).all()
+    main(["label", "--date", DAY, *args])
+    assert _table(spark, warehouse, "teacher_labels").where(
+        F.col("teacher_model_id").startswith("tiny-llm-judge-")
+    ).count() == len(labels)

@@ -31,6 +31,18 @@ def soft_cross_entropy(logits, targets):
     return -(targets * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
 
 
+def warmup_then_linear_decay(optimizer, total: int, warmup_share: float):
+    """LR factor: linear warmup over ``warmup_share`` of the steps, then linear decay to 0 at
+    ``total``; guarded so a single-step run does not divide by 0."""
+    import torch
+
+    warmup = max(1, int(warmup_share * total))
+    decay = max(1, total - warmup)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / decay))
+    )
+
+
 def fine_tune(
     model,
     tokenizer,
@@ -58,11 +70,7 @@ def fine_tune(
     steps_per_epoch = math.ceil(len(first) / config.batch_size)
     total = steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    warmup = max(1, int(config.warmup_share * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min((step + 1) / warmup, max(0.0, (total - step) / (total - warmup))),
-    )
+    schedule = warmup_then_linear_decay(optimizer, total, config.warmup_share)
     model.to(device).train()
     epoch_losses = []
     bar = tqdm(total=total, desc="fine-tune", unit="step", disable=not show_progress)

@@ -18,19 +18,16 @@ full-prompt path, and the vLLM path, run exactly the same ids.
 from __future__ import annotations
 
 import inspect
-import os
 import re
-import sys
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from udfs.cross_encoder import plan_batches
-from udfs.devices import Placement, choose_placement
+from udfs.devices import Placement
 from udfs.grades import GRADES, GradeDistribution
 
 ROLE = (
@@ -231,18 +228,6 @@ class JudgePrompt:
         if j <= budget - half:
             return budget - j, j
         return half, budget - half
-
-
-@dataclass(frozen=True)
-class JudgeConfig:
-    """What a grading worker needs; picklable, so it travels inside a UDF closure."""
-
-    model_dir: str
-    policy_text: str
-    token_budget: int = 8192
-    max_pair_tokens: int = 512
-    max_batch_pairs: int = 32
-    cpu_threads: int = 1
 
 
 class LLMJudge:
@@ -477,31 +462,6 @@ class LLMJudge:
         if self._softcap:  # Gemma-2 style final softcapping, as the model's own forward does
             logits = torch.tanh(logits / self._softcap) * self._softcap
         return logits
-
-
-# One judge per Python worker process and device; reused workers keep it across tasks.
-_JUDGES: dict[tuple, LLMJudge] = {}
-
-
-def judge_for(config: JudgeConfig, gpu_addresses: Sequence[str]) -> LLMJudge:
-    """The worker's cached judge for ``config`` on the device these GPU addresses give."""
-    import torch
-
-    placement = choose_placement(gpu_addresses, torch.cuda.is_available())
-    key = (config, placement.device, placement.dtype_name)
-    if key not in _JUDGES:
-        if placement.note:
-            print(f"[policyrank pid={os.getpid()}] {placement.note}", file=sys.stderr, flush=True)
-        _JUDGES[key] = LLMJudge.load(
-            config.model_dir,
-            config.policy_text,
-            placement,
-            token_budget=config.token_budget,
-            max_pair_tokens=config.max_pair_tokens,
-            max_batch_pairs=config.max_batch_pairs,
-            cpu_threads=config.cpu_threads,
-        )
-    return _JUDGES[key]
 
 
 class VLLMJudge:

@@ -84,7 +84,12 @@ def load_teacher(config: TeacherConfig, placement: Placement) -> Teacher:
         from udfs.llm_judge import LLMJudge
 
         return LLMJudge.load(
-            config.model_dir, config.policy_text, placement, token_budget=config.token_budget
+            config.model_dir,
+            config.policy_text,
+            placement,
+            token_budget=config.token_budget,
+            max_pair_tokens=config.max_length,
+            cpu_threads=config.cpu_threads,
         )
     scorer = CrossEncoderScorer.load(
         config.model_dir,

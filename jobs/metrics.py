@@ -1,0 +1,334 @@
+"""Ranking and calibration metrics for the eval gate. Pure pandas/numpy.
+
+Every function reads a scored frame with one row per ``(member_id, job_id)`` and the columns:
+
+- ``member_id``, ``job_id``: the pair (``job_id`` only breaks score ties);
+- ``score``: the model's score, higher is better (for teachers and students the expected grade);
+- ``true_grade``: the hidden 0-4 truth;
+- optional: ``gold_grade`` (0-4, the rater panel's grade), ``grade`` (the model's 0-4 grade, e.g.
+  ``rint(score)`` or argmax), ``teacher_score`` (the teacher's expected grade), ``p_ge_3`` (the
+  model's p(grade >= 3)), ``stratum`` (the slice a pair belongs to).
+
+Missing values: the required columns (``member_id``, ``job_id``, ``score``, ``true_grade``) must
+be complete, because a NaN score is a scoring bug to surface, not to average away; in the optional
+columns a missing value means "not labelled for this pair" and the metric drops that row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from jobs.raters import linear_weighted_kappa
+
+PROB_COL = "p_ge_3"
+POSITIVE_MIN_GRADE = 3
+OVERALL = "overall"
+
+
+# ---------------------------------------------------------------- ranking
+
+
+def ndcg_at_k(
+    frame: pd.DataFrame, k: int = 10, gain_col: str = "true_grade", score_col: str = "score"
+) -> float:
+    """Mean over members of ``DCG@k / IDCG@k``.
+
+    For one member, sort its rows by ``score`` descending, ties broken by ``job_id`` ascending (so
+    the result is deterministic), and let ``g_r`` be ``gain_col`` at rank ``r = 1, 2, ...``:
+    ``DCG@k = sum_{r <= min(k, n)} (2^g_r - 1) / log2(r + 1)``. ``IDCG@k`` is the same sum with the
+    rows sorted by ``gain_col`` descending (the best possible order). A member whose ``IDCG@k`` is
+    0 (every gain 0: nothing relevant to rank) is skipped, not counted as 0 or 1. NaN when no
+    member counts (including an empty frame).
+    """
+    _check_k(k)
+    m, s, j, g = _ranking_arrays(frame, score_col, gain_col)
+    if m.size == 0:
+        return float("nan")
+    gain = np.exp2(g) - 1.0
+    n_members = int(m.max()) + 1
+    dcg = _dcg(m, gain, np.lexsort((j, -s, m)), k, n_members)
+    idcg = _dcg(m, gain, np.lexsort((-gain, m)), k, n_members)
+    counted = idcg > 0
+    if not counted.any():
+        return float("nan")
+    return float(np.mean(dcg[counted] / idcg[counted]))
+
+
+def poor_match_rate_at_k(
+    frame: pd.DataFrame, k: int = 10, poor_max_grade: int = 1, score_col: str = "score"
+) -> float:
+    """Share of shown rows that are poor matches: pool each member's top ``min(k, n)`` rows by
+    ``score`` (ties by ``job_id`` ascending, as in :func:`ndcg_at_k`) and return the fraction with
+    ``true_grade <= poor_max_grade``. A member with more rows weighs more only up to ``k``. NaN for
+    an empty frame."""
+    _check_k(k)
+    m, s, j, g = _ranking_arrays(frame, score_col, "true_grade")
+    if m.size == 0:
+        return float("nan")
+    order = np.lexsort((j, -s, m))
+    top = _rank_in_group(m[order]) < k
+    return float(np.mean(g[order][top] <= poor_max_grade))
+
+
+def auc(
+    frame: pd.DataFrame,
+    positive_min_grade: int = POSITIVE_MIN_GRADE,
+    label_col: str = "true_grade",
+    score_col: str = "score",
+) -> float:
+    """ROC AUC of ``score`` for the label ``label_col >= positive_min_grade``, pooled over all rows
+    (not per member): the Mann-Whitney probability that a random positive outscores a random
+    negative, a tie counting 1/2. Computed from average ranks:
+    ``(sum of positive ranks - P (P + 1) / 2) / (P N)``. NaN when either class is absent."""
+    s = _numeric(frame, score_col)
+    y = _numeric(frame, label_col) >= positive_min_grade
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = _average_ranks(s)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def kendall_tau_to_teacher(
+    frame: pd.DataFrame, score_col: str = "score", teacher_col: str = "teacher_score"
+) -> float:
+    """Mean over members of Kendall's tau-b between the member's ``score`` and ``teacher_col``.
+
+    Per member, over all pairs of rows ``i < j`` with ``a = sign(x_i - x_j)`` and
+    ``b = sign(y_i - y_j)``: ``tau_b = sum(a * b) / sqrt(#(a != 0) * #(b != 0))``, i.e.
+    ``(concordant - discordant) / sqrt((n0 - ties_x) (n0 - ties_y))``. Rows with a missing teacher
+    score are dropped first; members with fewer than 2 rows, or whose score or teacher list is
+    constant (tau-b undefined), are skipped. NaN when no member counts.
+    """
+    data = frame[["member_id", score_col, teacher_col]].dropna(subset=[teacher_col])
+    _require_complete(data, ["member_id", score_col])
+    taus = [
+        _tau_b(grp[score_col].to_numpy(float), grp[teacher_col].to_numpy(float))
+        for _, grp in data.groupby("member_id", sort=False)
+        if len(grp) >= 2
+    ]
+    taus = [t for t in taus if not np.isnan(t)]
+    return float(np.mean(taus)) if taus else float("nan")
+
+
+# ---------------------------------------------------------------- agreement and calibration
+
+
+def weighted_kappa(frame: pd.DataFrame, a: str = "gold_grade", b: str = "grade") -> float:
+    """Linear weighted kappa of grades ``a`` vs ``b`` (:func:`jobs.raters.linear_weighted_kappa`:
+    ``1 - sum(w * observed) / sum(w * expected)`` with ``w = |i - j| / 4``). Rows missing either
+    grade are dropped; NaN when none is left."""
+    data = frame[[a, b]].dropna()
+    return linear_weighted_kappa(data[a].to_numpy(), data[b].to_numpy())
+
+
+def calibration_bins(
+    frame: pd.DataFrame,
+    prob_col: str = PROB_COL,
+    label_col: str = "true_grade",
+    n_bins: int = 10,
+    positive_min_grade: int | None = POSITIVE_MIN_GRADE,
+) -> pd.DataFrame:
+    """The reliability table behind :func:`expected_calibration_error`.
+
+    Equal-width bins over [0, 1]: bin ``i`` holds ``i / n_bins <= p < (i + 1) / n_bins``, the last
+    bin also ``p = 1``. The label is ``label_col >= positive_min_grade``, or ``label_col`` itself
+    (0/1) when ``positive_min_grade`` is None. Rows with a missing probability are dropped;
+    probabilities outside [0, 1] raise ``ValueError``. One row per non-empty bin: ``bin``, ``lo``,
+    ``hi``, ``count``, ``mean_prob``, ``mean_label``.
+    """
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    data = frame[[prob_col, label_col]].dropna(subset=[prob_col])
+    p = data[prob_col].to_numpy(float)
+    if p.size and (p.min() < 0.0 or p.max() > 1.0):
+        raise ValueError(f"{prob_col}: probabilities must be in [0, 1]")
+    raw = _numeric(data, label_col)
+    y = raw >= positive_min_grade if positive_min_grade is not None else raw
+    if positive_min_grade is None and not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError(f"{label_col}: a binary label must be 0 or 1")
+    idx = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins)
+    sum_p = np.bincount(idx, weights=p, minlength=n_bins)
+    sum_y = np.bincount(idx, weights=y.astype(float), minlength=n_bins)
+    used = np.flatnonzero(count)
+    return pd.DataFrame(
+        {
+            "bin": used,
+            "lo": used / n_bins,
+            "hi": (used + 1) / n_bins,
+            "count": count[used],
+            "mean_prob": sum_p[used] / count[used],
+            "mean_label": sum_y[used] / count[used],
+        }
+    )
+
+
+def expected_calibration_error(
+    frame: pd.DataFrame,
+    prob_col: str = PROB_COL,
+    label_col: str = "true_grade",
+    n_bins: int = 10,
+    positive_min_grade: int | None = POSITIVE_MIN_GRADE,
+) -> float:
+    """ECE of a probability against a binary label:
+    ``sum over bins b of |b| / N * |mean prob in b - mean label in b|``, with the equal-width bins,
+    label and missing-value rules of :func:`calibration_bins` (``N`` counts the rows kept). 0 is
+    perfectly calibrated. NaN when no row has a probability."""
+    bins = calibration_bins(frame, prob_col, label_col, n_bins, positive_min_grade)
+    total = bins["count"].sum()
+    if total == 0:
+        return float("nan")
+    gap = (bins["mean_prob"] - bins["mean_label"]).abs()
+    return float((bins["count"] * gap).sum() / total)
+
+
+# ---------------------------------------------------------------- all metrics, per slice
+
+
+def metric_names(k: int = 10) -> list[str]:
+    """The metric keys of :func:`evaluate`, in report order."""
+    return [
+        f"ndcg_at_{k}",
+        f"poor_match_rate_at_{k}",
+        f"auc_grade_ge_{POSITIVE_MIN_GRADE}",
+        "weighted_kappa",
+        "kendall_tau_to_teacher",
+        "ece",
+    ]
+
+
+def evaluate(frame: pd.DataFrame, *, k: int = 10) -> dict[str, float]:
+    """Every metric on ``frame``: ``members`` (distinct ids), ``pairs`` (rows), then
+    :func:`metric_names`. ``weighted_kappa`` needs ``gold_grade`` and ``grade``,
+    ``kendall_tau_to_teacher`` needs ``teacher_score``, ``ece`` needs ``p_ge_3`` (against
+    ``true_grade >= 3``); each is NaN when its input column is absent."""
+    cols = set(frame.columns)
+    ndcg, poor, auc_name, kappa, tau, ece = metric_names(k)
+    nan = float("nan")
+    return {
+        "members": int(frame["member_id"].nunique()),
+        "pairs": len(frame),
+        ndcg: ndcg_at_k(frame, k),
+        poor: poor_match_rate_at_k(frame, k),
+        auc_name: auc(frame),
+        kappa: weighted_kappa(frame) if {"gold_grade", "grade"} <= cols else nan,
+        tau: kendall_tau_to_teacher(frame) if "teacher_score" in cols else nan,
+        ece: expected_calibration_error(frame) if PROB_COL in cols else nan,
+    }
+
+
+def evaluate_by(frame: pd.DataFrame, by: str = "stratum", k: int = 10) -> pd.DataFrame:
+    """:func:`evaluate` per value of ``by`` (sorted; a member whose pairs span several values is
+    split between them), then an ``'overall'`` row on the whole frame. Columns: ``slice``
+    (str), ``members``, ``pairs``, then :func:`metric_names`."""
+    rows = [
+        {"slice": str(key)} | evaluate(part, k=k)
+        for key, part in frame.groupby(by, sort=True, dropna=False)
+    ]
+    rows.append({"slice": OVERALL} | evaluate(frame, k=k))
+    return pd.DataFrame(rows, columns=["slice", "members", "pairs", *metric_names(k)])
+
+
+def bootstrap_ci(
+    frame: pd.DataFrame,
+    metric_fn: Callable[[pd.DataFrame], float],
+    n_boot: int = 200,
+    seed: int = 0,
+    by: str = "member_id",
+) -> tuple[float, float]:
+    """95% percentile bootstrap CI of ``metric_fn(frame)``, resampling whole ``by`` groups
+    (members) with replacement, since a member's pairs are not independent. A group drawn twice
+    appears as two distinct groups (``by`` is relabelled with the draw index), so per-member
+    metrics count it twice rather than merging its rows. Replicates where the metric is NaN are
+    dropped; ``(nan, nan)`` when none is left."""
+    if len(frame) == 0 or n_boot < 1:
+        return float("nan"), float("nan")
+    codes, _ = pd.factorize(frame[by], sort=True)
+    order = np.argsort(codes, kind="stable")
+    sizes = np.bincount(codes)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_boot)
+    for b in range(n_boot):
+        drawn = rng.integers(0, len(sizes), len(sizes))
+        label = np.repeat(np.arange(len(drawn)), sizes[drawn])
+        rows = order[np.repeat(starts[drawn], sizes[drawn]) + _rank_in_group(label)]
+        sample = frame.iloc[rows].reset_index(drop=True)
+        sample[by] = label
+        stats[b] = metric_fn(sample)
+    stats = stats[~np.isnan(stats)]
+    if stats.size == 0:
+        return float("nan"), float("nan")
+    low, high = np.percentile(stats, [2.5, 97.5])
+    return float(low), float(high)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+
+
+def _require_complete(frame: pd.DataFrame, cols: list[str]) -> None:
+    missing = [c for c in cols if frame[c].isna().any()]
+    if missing:
+        raise ValueError(f"missing values in required column(s) {missing}")
+
+
+def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
+    _require_complete(frame, [col])
+    return frame[col].to_numpy(dtype=float)
+
+
+def _ranking_arrays(
+    frame: pd.DataFrame, score_col: str, gain_col: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Member codes, scores, job codes (both codes in sorted-id order) and gains, as arrays."""
+    _require_complete(frame, ["member_id", "job_id"])
+    m, _ = pd.factorize(frame["member_id"], sort=True)
+    j, _ = pd.factorize(frame["job_id"], sort=True)
+    return m, _numeric(frame, score_col), j, _numeric(frame, gain_col)
+
+
+def _rank_in_group(sorted_groups: np.ndarray) -> np.ndarray:
+    """0-based position of each row within its run of equal group codes (input sorted by group)."""
+    n = sorted_groups.size
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    new = np.concatenate(([True], sorted_groups[1:] != sorted_groups[:-1]))
+    starts = np.flatnonzero(new)
+    return np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
+
+
+def _dcg(m: np.ndarray, gain: np.ndarray, order: np.ndarray, k: int, n_members: int) -> np.ndarray:
+    """Per-member DCG@k of ``gain`` taken in ``order`` (which must group rows by member)."""
+    rank = _rank_in_group(m[order])
+    weight = np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)
+    return np.bincount(m[order], weights=gain[order] * weight, minlength=n_members)
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x``, tied values sharing the mean of their ranks."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    new = np.concatenate(([True], xs[1:] != xs[:-1]))
+    group = np.cumsum(new) - 1
+    starts = np.flatnonzero(new)
+    ends = np.append(starts[1:], xs.size)  # exclusive
+    ranks = np.empty(x.size)
+    ranks[order] = ((starts + 1 + ends) / 2.0)[group]
+    return ranks
+
+
+def _tau_b(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall's tau-b over all pairs i < j; NaN when either side is constant."""
+    i, j = np.triu_indices(x.size, k=1)
+    a, b = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    denom = np.sqrt(float(np.count_nonzero(a)) * float(np.count_nonzero(b)))
+    return float(np.sum(a * b) / denom) if denom > 0 else float("nan")

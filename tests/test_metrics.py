@@ -1,0 +1,289 @@
+"""Eval metrics against hand-computed cases, cross-checked with sklearn/scipy, and the report."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import kendalltau
+from sklearn.metrics import ndcg_score, roc_auc_score
+
+from jobs import metrics
+from jobs.eval_report import write_report
+
+L3 = math.log2(3)  # discount at rank 2
+
+
+def _pairs() -> pd.DataFrame:
+    """Two members, three jobs each.
+
+    member A, by score: a1 (0.9, grade 1, gain 1), a2 (0.5, grade 3, gain 7), a3 (0.1, grade 0)
+    member B, by score: b2 (0.8, grade 4, gain 15), b3 (0.8, grade 0) tied with b2 and placed
+    after it because "b2" < "b3", b1 (0.2, grade 2, gain 3)
+    """
+    return pd.DataFrame(
+        {
+            "member_id": ["A", "A", "A", "B", "B", "B"],
+            "job_id": ["a1", "a2", "a3", "b1", "b2", "b3"],
+            "score": [0.9, 0.5, 0.1, 0.2, 0.8, 0.8],
+            "true_grade": [1, 3, 0, 2, 4, 0],
+        }
+    )
+
+
+# A: DCG = 1/1 + 7/log2(3) + 0 = 5.4165; IDCG = 7/1 + 1/log2(3) = 7.6309 -> 0.70981
+NDCG_A = (1 + 7 / L3) / (7 + 1 / L3)
+# B: DCG = 15/1 + 0/log2(3) + 3/log2(4) = 16.5; IDCG = 15/1 + 3/log2(3) = 16.8928 -> 0.97677
+NDCG_B = (15 + 3 / 2) / (15 + 3 / L3)
+
+
+# ---------------------------------------------------------------- NDCG
+
+
+def test_ndcg_hand_computed():
+    assert metrics.ndcg_at_k(_pairs(), k=10) == pytest.approx((NDCG_A + NDCG_B) / 2)
+    # k=1: A shows a1 (gain 1) where 7 was possible; B shows b2 (15 of 15).
+    assert metrics.ndcg_at_k(_pairs(), k=1) == pytest.approx((1 / 7 + 1) / 2)
+
+
+def test_ndcg_ties_broken_by_job_id_ascending():
+    frame = _pairs()
+    frame.loc[frame.job_id == "b3", "job_id"] = "b0"  # the grade-0 tie now comes first
+    ndcg_b = (0 + 15 / L3 + 3 / 2) / (15 + 3 / L3)
+    assert metrics.ndcg_at_k(frame) == pytest.approx((NDCG_A + ndcg_b) / 2)
+    # and row order does not matter
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    assert metrics.ndcg_at_k(shuffled) == pytest.approx(metrics.ndcg_at_k(frame))
+
+
+def test_ndcg_skips_members_with_no_relevant_job():
+    zero = pd.DataFrame(
+        {"member_id": "C", "job_id": ["c1", "c2"], "score": [0.3, 0.4], "true_grade": [0, 0]}
+    )
+    assert metrics.ndcg_at_k(pd.concat([_pairs(), zero])) == pytest.approx((NDCG_A + NDCG_B) / 2)
+    assert math.isnan(metrics.ndcg_at_k(zero))
+    assert math.isnan(metrics.ndcg_at_k(_pairs().iloc[:0]))
+
+
+def test_ndcg_other_gain_column():
+    frame = _pairs().assign(gold_grade=[3, 1, 0, 2, 4, 0])
+    # A by score: gains 7, 1, 0 -> ideal order already; B unchanged.
+    assert metrics.ndcg_at_k(frame, gain_col="gold_grade") == pytest.approx((1 + NDCG_B) / 2)
+
+
+def test_ndcg_rejects_missing_scores_and_bad_k():
+    frame = _pairs()
+    frame.loc[0, "score"] = np.nan
+    with pytest.raises(ValueError, match="score"):
+        metrics.ndcg_at_k(frame)
+    with pytest.raises(ValueError, match="k must be"):
+        metrics.ndcg_at_k(_pairs(), k=0)
+
+
+def test_ndcg_matches_sklearn(random_pairs):
+    frame = random_pairs
+    expected = []
+    for _, grp in frame.groupby("member_id"):
+        gain = 2.0 ** grp.true_grade.to_numpy() - 1  # sklearn uses y_true as the gain itself
+        if gain.sum() > 0:  # sklearn would score these members 0; ours skips them
+            expected.append(ndcg_score([gain], [grp.score.to_numpy()], k=10))
+    assert metrics.ndcg_at_k(frame, k=10) == pytest.approx(np.mean(expected), rel=1e-12)
+
+
+# ---------------------------------------------------------------- poor-match rate
+
+
+def test_poor_match_rate_hand_computed():
+    frame = _pairs()
+    # k=1: A shows a1 (grade 1: poor), B shows b2 (grade 4) -> 1/2
+    assert metrics.poor_match_rate_at_k(frame, k=1) == pytest.approx(1 / 2)
+    # k=2, poor means grade 0: A shows a1, a2 (none); B shows b2, b3 (b3) -> 1/4
+    assert metrics.poor_match_rate_at_k(frame, k=2, poor_max_grade=0) == pytest.approx(1 / 4)
+    # a member with fewer than k rows contributes all of them: A's 2 shown + D's 1 row
+    one = pd.DataFrame({"member_id": ["D"], "job_id": ["d1"], "score": [0.0], "true_grade": [0]})
+    pooled = pd.concat([frame[frame.member_id == "A"], one])
+    assert metrics.poor_match_rate_at_k(pooled, k=2) == pytest.approx(2 / 3)
+    assert math.isnan(metrics.poor_match_rate_at_k(frame.iloc[:0]))
+
+
+# ---------------------------------------------------------------- AUC
+
+
+def test_auc_hand_computed_with_tie():
+    # positives (grade >= 3): a2 0.5, b2 0.8; negatives: 0.9, 0.1, 0.2, 0.8
+    # a2 beats 0.1 and 0.2 -> 2; b2 beats 0.1, 0.2 and ties 0.8 -> 2.5; (2 + 2.5) / (2 * 4)
+    assert metrics.auc(_pairs()) == pytest.approx(4.5 / 8)
+
+
+def test_auc_single_class_is_nan():
+    frame = _pairs().assign(true_grade=[0, 1, 2, 0, 1, 2])
+    assert math.isnan(metrics.auc(frame))
+    assert math.isnan(metrics.auc(frame.assign(true_grade=4)))
+
+
+def test_auc_matches_sklearn(random_pairs):
+    frame = random_pairs.assign(score=random_pairs.score.round(1))  # many ties
+    expected = roc_auc_score(frame.true_grade >= 3, frame.score)
+    assert metrics.auc(frame) == pytest.approx(expected, rel=1e-12)
+
+
+# ---------------------------------------------------------------- Kendall tau
+
+
+def test_kendall_tau_hand_computed():
+    frame = pd.DataFrame(
+        {
+            "member_id": ["A"] * 3 + ["B"] * 3 + ["C"] + ["E"] * 2,
+            "score": [1, 2, 3, 1, 1, 2, 5, 1, 2],
+            "teacher_score": [1, 3, 2, 1, 2, 3, 5, 2, 2],
+        }
+    )
+    # A: pairs (1,2) C, (1,3) C, (2,3) D -> (2 - 1) / 3
+    # B: x ties on (1,2); (1,3) C, (2,3) C -> 2 / sqrt(2 * 3)
+    # C: one row, skipped; E: teacher constant, tau-b undefined, skipped
+    expected = (1 / 3 + 2 / math.sqrt(6)) / 2
+    assert metrics.kendall_tau_to_teacher(frame) == pytest.approx(expected)
+    assert math.isnan(metrics.kendall_tau_to_teacher(frame[frame.member_id.isin(["C", "E"])]))
+
+
+def test_kendall_tau_drops_missing_teacher_scores():
+    frame = pd.DataFrame(
+        {"member_id": "A", "score": [1.0, 2.0, 3.0], "teacher_score": [1.0, 2.0, np.nan]}
+    )
+    assert metrics.kendall_tau_to_teacher(frame) == pytest.approx(1.0)
+
+
+def test_kendall_tau_matches_scipy(random_pairs):
+    frame = random_pairs
+    expected = [
+        kendalltau(g.score, g.teacher_score).statistic for _, g in frame.groupby("member_id")
+    ]
+    assert metrics.kendall_tau_to_teacher(frame) == pytest.approx(np.nanmean(expected))
+
+
+# ---------------------------------------------------------------- kappa and ECE
+
+
+def test_weighted_kappa_hand_computed():
+    frame = pd.DataFrame({"gold_grade": [0, 1, 2, 3, np.nan], "grade": [0, 1, 2, 4, 2]})
+    # observed disagreement: one pair in four off by 1 step of 4 -> 1/16
+    # expected: marginals 1/4 each; sum |i - j| over gold {0,1,2,3} x grade {0,1,2,4} = 24,
+    # so 24 / 4 / 16 = 6/16 -> kappa = 1 - 1/6. The NaN gold row is dropped.
+    assert metrics.weighted_kappa(frame) == pytest.approx(5 / 6)
+    assert metrics.weighted_kappa(frame.iloc[:3]) == pytest.approx(1.0)
+    assert math.isnan(metrics.weighted_kappa(frame.iloc[4:]))
+
+
+def test_ece_hand_computed():
+    frame = pd.DataFrame({"p_ge_3": [0.05, 0.15, 0.95, 1.0, np.nan], "true_grade": [0, 4, 3, 4, 4]})
+    # bin 0: p .05 vs 0 -> .05; bin 1: .15 vs 1 -> .85; bin 9 (1.0 included): .975 vs 1 -> .025
+    # weights 1/4, 1/4, 2/4; the NaN probability row is dropped
+    expected = 0.05 / 4 + 0.85 / 4 + 0.025 / 2
+    assert metrics.expected_calibration_error(frame) == pytest.approx(expected)
+    binary = frame.assign(label=[0, 1, 1, 1, 1])
+    assert metrics.expected_calibration_error(
+        binary, label_col="label", positive_min_grade=None
+    ) == pytest.approx(expected)
+    bins = metrics.calibration_bins(frame)
+    assert bins["bin"].tolist() == [0, 1, 9] and bins["count"].tolist() == [1, 1, 2]
+    assert metrics.expected_calibration_error(frame, n_bins=1) == pytest.approx(abs(0.5375 - 0.75))
+
+
+def test_ece_rejects_out_of_range_probabilities():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        metrics.expected_calibration_error(pd.DataFrame({"p_ge_3": [1.2], "true_grade": [3]}))
+
+
+# ---------------------------------------------------------------- evaluate, slices, bootstrap
+
+
+def test_evaluate_optional_columns_nan_when_absent():
+    out = metrics.evaluate(_pairs())
+    assert out["members"] == 2 and out["pairs"] == 6
+    assert out["ndcg_at_10"] == pytest.approx((NDCG_A + NDCG_B) / 2)
+    for name in ("weighted_kappa", "kendall_tau_to_teacher", "ece"):
+        assert math.isnan(out[name])
+
+
+def test_evaluate_by_matches_the_functions(random_pairs):
+    table = metrics.evaluate_by(random_pairs, by="stratum", k=5)
+    assert list(table.columns) == ["slice", "members", "pairs", *metrics.metric_names(5)]
+    strata = sorted(random_pairs.stratum.unique())
+    assert table.slice.tolist() == [*strata, "overall"]
+    part = random_pairs[random_pairs.stratum == strata[0]]
+    first = table.iloc[0]
+    assert first["pairs"] == len(part) and first["members"] == part.member_id.nunique()
+    assert first["ndcg_at_5"] == pytest.approx(metrics.ndcg_at_k(part, k=5))
+    overall = table.iloc[-1]
+    assert overall["pairs"] == len(random_pairs)
+    assert overall["weighted_kappa"] == pytest.approx(metrics.weighted_kappa(random_pairs))
+    assert overall["ece"] == pytest.approx(metrics.expected_calibration_error(random_pairs))
+    assert overall["auc_grade_ge_3"] == pytest.approx(metrics.auc(random_pairs))
+
+
+def test_bootstrap_ci(random_pairs):
+    low, high = metrics.bootstrap_ci(random_pairs, metrics.ndcg_at_k, n_boot=50, seed=1)
+    assert low < metrics.ndcg_at_k(random_pairs) < high
+    assert (low, high) == metrics.bootstrap_ci(random_pairs, metrics.ndcg_at_k, n_boot=50, seed=1)
+    # a member drawn twice counts as two members
+    n = random_pairs.member_id.nunique()
+    assert metrics.bootstrap_ci(random_pairs, lambda f: f.member_id.nunique(), 20) == (n, n)
+    assert metrics.bootstrap_ci(random_pairs, len, 20) != (len(random_pairs),) * 2
+    empty = metrics.bootstrap_ci(random_pairs.iloc[:0], metrics.ndcg_at_k)
+    assert all(math.isnan(v) for v in empty)
+
+
+# ---------------------------------------------------------------- report
+
+
+def test_report_smoke(tmp_path: Path, random_pairs):
+    untrained = random_pairs.drop(columns=["p_ge_3", "grade"]).assign(
+        score=np.random.default_rng(5).normal(size=len(random_pairs))
+    )
+    scored = {"untrained": untrained, "teacher": random_pairs, "student": random_pairs}
+    by_model = {m: metrics.evaluate_by(f) for m, f in scored.items()}
+    path = write_report(by_model, scored, tmp_path / "eval", "Eval 2026-01-01", n_boot=10)
+    text = path.read_text()
+    assert path == tmp_path / "eval" / "report.md" and text.startswith("# Eval 2026-01-01")
+    for png in ("scores.png", "calibration.png", "ndcg_by_stratum.png"):
+        assert f"]({png})" in text
+        assert (path.parent / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| untrained |" in text and "| overall |" in text and "n/a" in text
+
+    only_scores = {"untrained": untrained}
+    out = write_report(
+        {"untrained": by_model["untrained"]}, only_scores, tmp_path / "b", "t", n_boot=5
+    )
+    assert "calibration.png" not in out.read_text()
+    assert not (out.parent / "calibration.png").exists()
+
+
+# ---------------------------------------------------------------- data
+
+
+@pytest.fixture(scope="module")
+def random_pairs() -> pd.DataFrame:
+    """40 members with 5-25 jobs each; scores correlated with the true grade, no score ties."""
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(5, 26, 40)
+    member = np.repeat([f"m{i:02d}" for i in range(len(sizes))], sizes)
+    n = member.size
+    true = rng.integers(0, 5, n)
+    score = true + rng.normal(0, 1.5, n)
+    p = 1 / (1 + np.exp(-(score - 2.5)))
+    return pd.DataFrame(
+        {
+            "member_id": member,
+            "job_id": [f"j{i:04d}" for i in rng.permutation(n)],
+            "score": score,
+            "true_grade": true,
+            "gold_grade": np.clip(true + rng.integers(-1, 2, n), 0, 4),
+            "grade": np.clip(np.rint(score), 0, 4).astype(int),
+            "teacher_score": np.clip(np.rint(true + rng.normal(0, 1, n)), 0, 4),  # ties
+            "p_ge_3": p,
+            "stratum": np.repeat(rng.choice(["easy", "hard", "cold"], len(sizes)), sizes),
+        }
+    )
