@@ -139,16 +139,64 @@ def calibrate(conf_path, run_date, overrides) -> None:
     click.echo(judge.format_calibration(result["table"]))
 
 
-@cli.command("run-daily")
+@cli.command()
+@CONF
+@OVERRIDES
+def train(conf_path, overrides) -> None:
+    """Distil the teacher's soft labels into a student (the teacher's first layers)."""
+    from jobs import student
+
+    settings = load_settings(conf_path, overrides)
+    student.train(_session(settings), settings, run_id=new_run_id())
+
+
+@cli.command()
+@CONF
+@DATE
+@click.option("--model", "model_dir", default=None, help="Student folder (default: the newest).")
+@OVERRIDES
+def evaluate(conf_path, run_date, model_dir, overrides) -> None:
+    """Student vs teacher vs untrained on held-out members: metrics table and report."""
+    from jobs import evaluate as job
+
+    settings, day = load_settings(conf_path, overrides), _date(run_date)
+    result = job.evaluate(
+        _session(settings), settings, day, run_id=new_run_id(day), student_dir=model_dir
+    )
+    click.echo(job.format_eval(result["table"], job.K))
+    click.echo(f"report: {result['report']}")
+
+
+@cli.command()
 @CONF
 @DATE
 @OVERRIDES
-def run_daily(conf_path, run_date, overrides) -> None:
-    """The daily run: (generate if missing) -> candidates -> score, then a summary."""
+def promote(conf_path, run_date, overrides) -> None:
+    """Make the date's evaluated student the production model if it passes the gate."""
+    from jobs import evaluate as job
+
+    settings, day = load_settings(conf_path, overrides), _date(run_date)
+    job.promote(_session(settings), settings, day, run_id=new_run_id(day))
+
+
+@cli.command("run-daily")
+@CONF
+@DATE
+@click.option(
+    "--train/--no-train",
+    "retrain",
+    default=False,
+    help="Distil, evaluate and try to promote a new student (always done when no "
+    "production model exists).",
+)
+@OVERRIDES
+def run_daily(conf_path, run_date, retrain, overrides) -> None:
+    """The daily cookbook: candidates -> sample -> label -> (train -> evaluate -> promote) ->
+    score -> report. Generates the world and the judge when they are missing."""
     from jobs import run_daily as job
 
     settings, day = load_settings(conf_path, overrides), _date(run_date)
-    summary = job.run(_session(settings), settings, day, run_id=new_run_id(day))
+    summary = job.run(_session(settings), settings, day, run_id=new_run_id(day), retrain=retrain)
     click.echo(job.format_summary(settings, day, summary))
 
 

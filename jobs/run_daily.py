@@ -4,23 +4,59 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import candidates, generate, score
+from jobs import candidates, evaluate, generate, gold, judge, sample, score, student
+from jobs.errors import PolicyrankError
+from jobs.registry import Registry
 from jobs.runlog import log
 from jobs.settings import Settings
 from jobs.tables_io import table_exists
 
 
-def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    run_date: dt.date,
+    *,
+    run_id: str,
+    retrain: bool = False,
+) -> dict:
+    """candidates -> sample -> label -> (train -> evaluate -> promote) -> score.
+
+    Missing prerequisites are built first: the sample world (``world.generate_if_missing``) and
+    the teacher (gold labels + fine-tuned judge). The student is trained, evaluated and offered
+    for promotion when ``retrain`` is set or no production model exists yet; a refused student
+    leaves production as it was. Every step replaces only this date's rows.
+    """
     summary: dict = {"run_id": run_id}
     inputs = [settings.table_path(t) for t in ("members", "jobs")]
     if settings.world.generate_if_missing and not all(table_exists(spark, p) for p in inputs):
         log("run-daily: no members/jobs tables yet; generating the sample world")
         summary["generate"] = generate.run(spark, settings, run_id=run_id)
     summary["candidates"] = candidates.run(spark, settings, run_date, run_id=run_id)
+    summary["sample"] = sample.run(spark, settings, run_date, run_id=run_id)
+    if not (judge.teacher_dir(settings) / "config.json").is_file():
+        log("run-daily: no teacher model yet; gold labels, then fine-tuning the judge")
+        summary["gold"] = gold.run(spark, settings, run_date, run_id=run_id)
+        summary["judge"] = judge.train_judge(spark, settings, run_id=run_id)
+    summary["label"] = judge.label(spark, settings, run_date, run_id=run_id)
+    registry = Registry(Path(settings.warehouse) / "registry")
+    if retrain or registry.production() is None:
+        if not table_exists(spark, settings.table_path("gold_labels")):
+            summary["gold"] = gold.run(spark, settings, run_date, run_id=run_id)
+        trained = student.train(spark, settings, run_id=run_id)
+        summary["eval"] = evaluate.evaluate(
+            spark, settings, run_date, run_id=run_id, student_dir=trained["model_dir"]
+        )
+        try:
+            summary["promote"] = evaluate.promote(spark, settings, run_date, run_id=run_id)
+        except PolicyrankError as refused:
+            log(f"run-daily: {refused}")
+            summary["promote"] = {"refused": str(refused)}
     summary["score"] = score.run(spark, settings, run_date, run_id=run_id)
     day = (
         spark.read.format("delta")
@@ -39,14 +75,24 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
 
 def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
     c, s, st = summary["candidates"], summary["score"], summary["score_stats"]
+    lab = summary["label"]
+    tables = (
+        "members",
+        "jobs",
+        "truth",
+        "candidates",
+        "sampled_pairs",
+        "gold_labels",
+        "teacher_labels",
+        "eval_metrics",
+        "scores",
+        "quarantine",
+    )
     lines = [
         f"policyrank run-daily {run_date} (run {summary['run_id']})",
         "",
         "Delta tables:",
-        *[
-            f"  {t:<11} {settings.table_path(t)}"
-            for t in ("members", "jobs", "truth", "candidates", "scores", "quarantine")
-        ],
+        *[f"  {t:<15} {settings.table_path(t)}" for t in tables],
         "",
         f"members     {c['members_in']:>9,} in = {c['members_passed']:,} passed + "
         f"{c['members_quarantined']:,} quarantined",
@@ -55,9 +101,12 @@ def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
         f"candidates  {c['candidates']:>9,} pairs for {c['members_with_candidates']:,} members",
         f"scored      {s['scored']:>9,} pairs (+ {s['quarantined']:,} quarantined), "
         f"kept {s['scores']:,} (top {settings.scoring.top_n} per member)",
+        f"labelled    {lab['labelled']:>9,} pairs (+ {lab['already_labelled']:,} already) by "
+        f"{lab['teacher_model_id']}",
         f"model       {s['model_version']}",
         f"score       min {st['min']:.4f}  mean {st['mean']:.4f}  max {st['max']:.4f}",
         "",
+        *eval_lines(summary),
         "Query them with Spark SQL:",
         f"  SELECT * FROM delta.`{settings.table_path('scores')}` WHERE run_date = '{run_date}'",
         "or without Spark:",
@@ -66,6 +115,24 @@ def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
         '.to_pyarrow_dataset().to_table().to_pandas().head())"',
     ]
     return "\n".join(lines)
+
+
+def eval_lines(summary: dict) -> list[str]:
+    if "eval" not in summary:
+        return []
+    promoted = summary["promote"]
+    verdict = (
+        f"promoted {promoted['model_version']}"
+        if "model_version" in promoted
+        else promoted["refused"]
+    )
+    return [
+        "Held-out evaluation (true grade as gain):",
+        evaluate.format_eval(summary["eval"]["table"], evaluate.K),
+        f"report: {summary['eval']['report']}",
+        f"gate: {verdict}",
+        "",
+    ]
 
 
 if __name__ == "__main__":

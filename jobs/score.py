@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 
 from jobs.errors import PolicyrankError
 from jobs.models import check_model_dir, model_version, prepare_default_student
+from jobs.registry import Registry
 from jobs.runlog import log
 from jobs.settings import ScoringSettings, Settings
 from jobs.tables_io import read_table, replace_run_date
@@ -36,13 +37,19 @@ def attach_fields(
     candidates: DataFrame, members: DataFrame, jobs: DataFrame, config: ScorerConfig
 ) -> DataFrame:
     """Candidate pairs with ``member`` and ``job`` structs of the fields the templates use;
-    a struct is null when its member or job is no longer among the validated rows."""
+    a struct is null when its member or job is no longer among the validated rows.
+
+    The result is spread over every task slot: adaptive execution would otherwise coalesce a
+    small day's pairs into one partition, and model inference would run on a single core/GPU.
+    """
     m_fields = [f for f in template_fields(config.member_template) if f in members.columns]
     j_fields = [f for f in template_fields(config.job_template) if f in jobs.columns]
+    slots = candidates.sparkSession.sparkContext.defaultParallelism
     return (
         candidates.select("member_id", "job_id")
         .join(members.select("member_id", F.struct(*m_fields).alias("member")), "member_id", "left")
         .join(jobs.select("job_id", F.struct(*j_fields).alias("job")), "job_id", "left")
+        .repartition(max(slots, 1))
     )
 
 
@@ -74,8 +81,13 @@ def top_n_per_member(scored: DataFrame, top_n: int) -> DataFrame:
 
 
 def resolve_model_dir(settings: Settings) -> Path:
+    """``scoring.model_dir`` when set, else the registry's production model, else the untrained
+    default student."""
     if settings.scoring.model_dir:
         return check_model_dir(settings.scoring.model_dir)
+    production = Registry(Path(settings.warehouse) / "registry").production()
+    if production:
+        return check_model_dir(production["model_dir"])
     if "://" in settings.warehouse:
         raise PolicyrankError("scoring.model_dir must be set when the warehouse is remote")
     return prepare_default_student(Path(settings.warehouse) / "models")

@@ -101,6 +101,38 @@ class TeacherSettings:
 
 
 @dataclass(frozen=True)
+class DistillSettings:
+    epochs: int = 2
+    batch_members: int = 8
+    learning_rate: float = 1e-4
+    warmup_share: float = 0.1
+    ranking_weight: float = 0.5
+    temperature: float = 1.0
+    margin: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class StudentSettings:
+    n_layers: int = 3
+    max_length: int = 128
+    distill: DistillSettings = field(default_factory=DistillSettings)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    max_members: int = 300
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    min_teacher_ndcg_share: float = 0.95
+    max_stratum_regression: float = 0.10
+    min_stratum_members: int = 20
+    max_poor_match_rate: float = 0.5
+
+
+@dataclass(frozen=True)
 class Settings:
     warehouse: str = "warehouse"
     spark: SparkSettings = field(default_factory=SparkSettings)
@@ -111,6 +143,9 @@ class Settings:
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
     gold: GoldSettings = field(default_factory=GoldSettings)
     teacher: TeacherSettings = field(default_factory=TeacherSettings)
+    student: StudentSettings = field(default_factory=StudentSettings)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    gate: GateSettings = field(default_factory=GateSettings)
 
     def table_path(self, name: str) -> str:
         return f"{self.warehouse.rstrip('/')}/{name}"

@@ -268,6 +268,38 @@ JUDGE_CALIBRATION = Table(
     partition_by=("run_date",),
 )
 
+EVAL_METRICS = Table(
+    "eval_metrics",
+    "Output of `policyrank evaluate`: each model on held-out members' candidate pairs, against "
+    "the hidden true grades and the held-out gold labels, overall and per stratum (occupation).",
+    (
+        Column("run_date", _DATE, False, "Date of the evaluation run."),
+        Column("model", _S, False, "'untrained', 'teacher' or 'student'."),
+        Column("model_version", _S, False, "Content-derived version of the model."),
+        Column("slice", _S, False, "'overall' or the member occupation."),
+        Column("members", _I, False, "Members in the slice."),
+        Column("pairs", _I, False, "Scored pairs in the slice."),
+        Column("ndcg_at_10", _D, True, "NDCG@10 with gain 2^true_grade - 1, mean over members."),
+        Column("poor_match_rate_at_10", _D, True, "Share of top-10 pairs with true grade <= 1."),
+        Column("auc_grade_ge_3", _D, True, "ROC AUC of the score for true grade >= 3."),
+        Column(
+            "weighted_kappa",
+            _D,
+            True,
+            "Linear weighted kappa of the model's grade vs gold (null for a model without grades).",
+        ),
+        Column(
+            "kendall_tau_to_teacher",
+            _D,
+            True,
+            "Mean per-member Kendall tau-b to the teacher's expected grade.",
+        ),
+        Column("ece", _D, True, "Expected calibration error of p(grade >= 3) vs true grade >= 3."),
+        Column("run_id", _S, False, "Identifier of the run that wrote the row."),
+    ),
+    partition_by=("run_date",),
+)
+
 TABLES = {
     t.name: t
     for t in (
