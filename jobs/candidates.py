@@ -20,10 +20,10 @@ from pyspark.sql import functions as F
 
 from jobs.runlog import log
 from jobs.settings import CandidateSettings, Settings
-from jobs.tables_io import read_table, replace_run_date
+from jobs.tables_io import read_table, replace_quarantine, replace_run_date
 from jobs.validation import INPUTS_HINT as HINT
 from jobs.validation import JOB_RULES, MEMBER_RULES, validate_rows
-from schemas.tables import CANDIDATES, JOBS, MEMBERS, QUARANTINE, SENIORITY_LEVELS
+from schemas.tables import CANDIDATES, JOBS, MEMBERS, SENIORITY_LEVELS
 
 REMOTE = "REMOTE"
 
@@ -111,20 +111,9 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
     vj = validate_rows(jobs, JOB_RULES, max_text_chars=limit)
     passed_m, passed_j = vm.passed.cache(), vj.passed.cache()
 
-    quarantine = vm.quarantined.unionByName(vj.quarantined).select(
-        F.lit(run_date).alias("run_date"),
-        F.lit("candidates").alias("stage"),
-        "*",
-        F.lit(run_id).alias("run_id"),
-    )
-    replace_run_date(
-        quarantine,
-        settings.table_path("quarantine"),
-        QUARANTINE,
-        run_date,
-        run_id=run_id,
-        where="stage = 'candidates'",
-    )
+    rejected = vm.quarantined.unionByName(vj.quarantined)
+    path = settings.table_path("quarantine")
+    replace_quarantine(rejected, path, run_date, "candidates", run_id=run_id)
 
     counts = reconcile(spark, settings, run_date, members, jobs, passed_m, passed_j)
 

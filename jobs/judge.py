@@ -21,12 +21,11 @@ from jobs.policy import Policy, load_policy
 from jobs.runlog import log
 from jobs.score import attach_fields, unscorable
 from jobs.settings import Settings
-from jobs.tables_io import read_table, replace_run_date, table_exists
+from jobs.tables_io import read_table, replace_quarantine, replace_run_date, table_exists
 from jobs.validation import read_validated
 from schemas.tables import (
     GOLD_LABELS,
     JUDGE_CALIBRATION,
-    QUARANTINE,
     SAMPLED_PAIRS,
     TEACHER_LABELS,
 )
@@ -201,19 +200,12 @@ def label(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id:
     )
     members, jobs = read_validated(spark, settings)
     labelled, unlabelable = label_pairs(todo.select("member_id", "job_id"), members, jobs, config)
-    quarantine = unlabelable.select(
-        F.lit(run_date).alias("run_date"),
-        F.lit("label").alias("stage"),
-        "*",
-        F.lit(run_id).alias("run_id"),
-    )
-    replace_run_date(
-        quarantine,
+    quarantine = replace_quarantine(
+        unlabelable,
         settings.table_path("quarantine"),
-        QUARANTINE,
         run_date,
+        "label",
         run_id=run_id,
-        where="stage = 'label'",
     )
     rows = labelled.join(
         todo.select("member_id", "job_id", "source", "stratum"), ["member_id", "job_id"]

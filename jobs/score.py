@@ -14,9 +14,9 @@ from jobs.models import check_model_dir, model_version, prepare_default_student
 from jobs.registry import Registry
 from jobs.runlog import log
 from jobs.settings import ScoringSettings, Settings
-from jobs.tables_io import read_table, replace_run_date
+from jobs.tables_io import read_table, replace_quarantine, replace_run_date
 from jobs.validation import read_validated
-from schemas.tables import CANDIDATES, QUARANTINE, SCORES
+from schemas.tables import CANDIDATES, SCORES
 from udfs.cross_encoder import ScorerConfig
 from udfs.pair_text import template_fields
 from udfs.score_udf import score_pairs_udf
@@ -108,19 +108,12 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
     log(f"score: {n_candidates:,} candidate pairs with model {version} ({model_dir})")
     config = scorer_config(settings.scoring, str(model_dir))
     pairs = attach_fields(cands, passed_m, passed_j, config)
-    quarantine = unscorable(pairs).select(
-        F.lit(run_date).alias("run_date"),
-        F.lit("score").alias("stage"),
-        "*",
-        F.lit(run_id).alias("run_id"),
-    )
-    replace_run_date(
-        quarantine,
+    quarantine = replace_quarantine(
+        unscorable(pairs),
         settings.table_path("quarantine"),
-        QUARANTINE,
         run_date,
+        "score",
         run_id=run_id,
-        where="stage = 'score'",
     )
     n_quarantined = quarantine.count()
     # Scores are cached: scoring is the expensive step and both the count and the top-N need it.

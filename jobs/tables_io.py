@@ -7,9 +7,10 @@ import os
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from jobs.errors import PolicyrankError
-from schemas.tables import Table
+from schemas.tables import QUARANTINE, Table
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:
@@ -55,3 +56,18 @@ def replace_run_date(
         .partitionBy(*table.partition_by)
         .save(path)
     )
+
+
+def replace_quarantine(
+    rows: DataFrame, path: str, run_date: dt.date, stage: str, *, run_id: str
+) -> DataFrame:
+    """Replace ``stage``'s quarantine rows of ``run_date`` with ``rows`` (``source_table,
+    entity_id, reason, record``); returns what was written, for counting."""
+    out = rows.select(
+        F.lit(run_date).alias("run_date"),
+        F.lit(stage).alias("stage"),
+        "*",
+        F.lit(run_id).alias("run_id"),
+    )
+    replace_run_date(out, path, QUARANTINE, run_date, run_id=run_id, where=f"stage = '{stage}'")
+    return out

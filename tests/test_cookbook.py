@@ -7,44 +7,7 @@ import pytest
 
 from jobs.cli import main
 from jobs.registry import Registry
-
-DAY = "2026-11-26"
-
-
-def _args(warehouse, tiny_model, *extra):
-    return [
-        f"warehouse={warehouse}",
-        "world.members=150",
-        "world.jobs=60",
-        "world.partitions=2",
-        "world.injection_share=0.1",
-        f"teacher.fine_tune.base_model_dir={tiny_model}",
-        "teacher.fine_tune.epochs=1",
-        "student.n_layers=1",
-        "student.distill.epochs=1",
-        "eval.max_members=60",
-        "sampling.per_stratum=2",
-        "gold.sampling.per_stratum=2",
-        *extra,
-    ]
-
-
-@pytest.fixture(scope="module")
-def cookbook(tmp_path_factory, spark, tiny_model):
-    warehouse = tmp_path_factory.mktemp("cookbook")
-    # a gate nothing can fail, so the first student is promoted
-    main(
-        [
-            "run-daily",
-            "--date",
-            DAY,
-            *_args(warehouse, tiny_model),
-            "gate.min_teacher_ndcg_share=0",
-            "gate.max_stratum_regression=10",
-            "gate.max_poor_match_rate=1",
-        ]
-    )
-    return warehouse
+from tests.conftest import DAY, cookbook_args
 
 
 def test_run_daily_trains_evaluates_promotes_and_scores(spark, cookbook, capsys):
@@ -77,7 +40,7 @@ def test_a_refused_student_leaves_production_alone(spark, cookbook, tiny_model, 
                 "promote",
                 "--date",
                 DAY,
-                *_args(cookbook, tiny_model),
+                *cookbook_args(cookbook, tiny_model),
                 "gate.min_teacher_ndcg_share=100",
             ]
         )
