@@ -129,7 +129,7 @@ class GateSettings:
     min_teacher_ndcg_share: float = 0.95
     max_stratum_regression: float = 0.10
     min_stratum_members: int = 20
-    max_poor_match_rate: float = 0.5
+    max_poor_match_rate: float = 0.70
 
 
 @dataclass(frozen=True)
