@@ -24,6 +24,16 @@ def _args(warehouse, tiny_model, *extra):
         "world.bad_row_share=0.05",
         "world.partitions=2",
         "scoring.top_n=3",
+        # the cookbook steps run too: keep their models tiny
+        f"teacher.fine_tune.base_model_dir={tiny_model}",
+        "teacher.fine_tune.epochs=1",
+        "student.n_layers=1",
+        "student.distill.epochs=1",
+        "eval.max_members=30",
+        # promote the first student, so reruns skip retraining (the gate has its own tests)
+        "gate.min_teacher_ndcg_share=0",
+        "gate.max_stratum_regression=10",
+        "gate.max_poor_match_rate=1",
         *extra,
     ]
 
