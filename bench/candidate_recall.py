@@ -14,12 +14,12 @@ import platform
 import sys
 import time
 
-from jobs import world
 from jobs.candidates import blocked_rows, candidate_pairs, job_side, member_side
-from jobs.generate import generate_world
 from jobs.settings import load_settings
 from jobs.spark_session import build_spark
 from jobs.validation import JOB_RULES, MEMBER_RULES, validate_rows
+from sim import world
+from sim.generate import generate_world
 
 
 def join_rows(members, jobs) -> int:

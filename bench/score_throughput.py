@@ -36,8 +36,8 @@ import pandas as pd
 from jobs.models import check_model_dir, prepare_default_student
 from jobs.score import scorer_config
 from jobs.settings import Settings, load_settings
-from jobs.world import CHUNK, job_latents, member_latents, render_jobs, render_members
 from schemas.tables import JOBS, MEMBERS
+from sim.world import CHUNK, job_latents, member_latents, render_jobs, render_members
 from udfs.cross_encoder import ScorerConfig, plan_batches, scores_from_logits
 from udfs.pair_text import render, template_fields
 

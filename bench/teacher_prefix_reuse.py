@@ -10,7 +10,7 @@ The model is a random Llama-architecture causal LM built here (default 4 layers,
 grouped-query attention) with a word-level tokenizer trained on the policy and the pair texts, so
 nothing is downloaded; its grades are meaningless, its compute is what is measured. The policy is
 ``conf/policy/job_match.md`` (or ``--policy-file``); the prefix must be at least 1,000 tokens.
-Pairs are random (member, job) pairs from the synthetic world (``jobs/world.py``), every text
+Pairs are random (member, job) pairs from the synthetic world (``sim/world.py``), every text
 field rendered.
 
 Timing: one warm-up of each path on a few pairs, then one timed pass of each. The full-prompt
@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests/tiny_causal_lm.py is not part of the installed package
 
-from jobs.world import CHUNK, job_latents, member_latents, render_jobs, render_members  # noqa: E402
+from sim.world import CHUNK, job_latents, member_latents, render_jobs, render_members  # noqa: E402
 from tests.tiny_causal_lm import build_tiny_causal_lm  # noqa: E402
 from udfs.devices import Placement  # noqa: E402
 from udfs.llm_judge import LLMJudge  # noqa: E402

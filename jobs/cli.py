@@ -48,8 +48,8 @@ def cli() -> None:
 @CONF
 @OVERRIDES
 def generate(conf_path, overrides) -> None:
-    """Write the synthetic world: members, jobs (with bad rows) and the hidden truth."""
-    from jobs import generate as job
+    """Simulator: write the synthetic world: members, jobs (with bad rows), hidden truth."""
+    from sim import generate as job
 
     settings = load_settings(conf_path, overrides)
     job.run(_session(settings), settings, run_id=new_run_id())
@@ -96,8 +96,8 @@ def sample(conf_path, run_date, overrides) -> None:
 @DATE
 @OVERRIDES
 def gold(conf_path, run_date, overrides) -> None:
-    """Write simulated gold labels (raters over the hidden truth) for a gold sample."""
-    from jobs import gold as job
+    """Simulator: gold labels from simulated raters (and the hidden true grades)."""
+    from sim import gold as job
 
     settings, day = load_settings(conf_path, overrides), _date(run_date)
     job.run(_session(settings), settings, day, run_id=new_run_id(day))
@@ -107,7 +107,7 @@ def gold(conf_path, run_date, overrides) -> None:
 @CONF
 @OVERRIDES
 def train_judge(conf_path, overrides) -> None:
-    """Fine-tune the offline judge (MiniLM-L6, 5-way grade head) on the gold selection half."""
+    """Fine-tune the cross_encoder judge (MiniLM-L6, 5-way head) on non-held-out gold labels."""
     from jobs import judge
 
     settings = load_settings(conf_path, overrides)
@@ -143,7 +143,7 @@ def calibrate(conf_path, run_date, overrides) -> None:
 @CONF
 @OVERRIDES
 def train(conf_path, overrides) -> None:
-    """Distil the teacher's soft labels into a student (the teacher's first layers)."""
+    """Distil the teacher's soft labels into a student (student.architecture)."""
     from jobs import student
 
     settings = load_settings(conf_path, overrides)
@@ -156,14 +156,14 @@ def train(conf_path, overrides) -> None:
 @click.option("--model", "model_dir", default=None, help="Student folder (default: the newest).")
 @OVERRIDES
 def evaluate(conf_path, run_date, model_dir, overrides) -> None:
-    """Student vs teacher vs untrained on held-out members: metrics table and report."""
+    """Student vs teacher, production, prefilter and random on held-out members."""
     from jobs import evaluate as job
 
     settings, day = load_settings(conf_path, overrides), _date(run_date)
     result = job.evaluate(
         _session(settings), settings, day, run_id=new_run_id(day), student_dir=model_dir
     )
-    click.echo(job.format_eval(result["table"], job.K))
+    click.echo(job.format_eval(result["metrics"], result["comparisons"]))
     click.echo(f"report: {result['report']}")
 
 
@@ -192,11 +192,17 @@ def promote(conf_path, run_date, overrides) -> None:
 @OVERRIDES
 def run_daily(conf_path, run_date, retrain, overrides) -> None:
     """The daily cookbook: candidates -> sample -> label -> (train -> evaluate -> promote) ->
-    score -> report. Generates the world and the judge when they are missing."""
+    score -> report. With world.generate_if_missing, the simulator first makes what is missing
+    (world, gold labels, simulated judge)."""
     from jobs import run_daily as job
 
     settings, day = load_settings(conf_path, overrides), _date(run_date)
-    summary = job.run(_session(settings), settings, day, run_id=new_run_id(day), retrain=retrain)
+    spark, run_id = _session(settings), new_run_id(day)
+    if settings.world.generate_if_missing:
+        from sim import bootstrap
+
+        bootstrap.prepare(spark, settings, day, run_id=run_id)
+    summary = job.run(spark, settings, day, run_id=run_id, retrain=retrain)
     click.echo(job.format_summary(settings, day, summary))
 
 

@@ -1,193 +1,97 @@
-"""The eval report: a small Markdown file with tables and PNG plots comparing models.
+"""The evaluation report: one Markdown page and a plot, written beside the Delta tables.
 
-Input per model name (e.g. ``untrained``, ``teacher``, ``student``): the :func:`jobs.metrics.
-evaluate_by` table (one row per stratum plus ``overall``) and the scored frame it came from (for
-the NDCG bootstrap CI, the score histogram and the reliability diagram). Plots use matplotlib's
-object API (``Figure`` on the Agg canvas), so no global backend or pyplot state is touched.
+It shows every model and baseline against held-out gold grades (and the simulator's hidden
+truth when present), and the student's paired comparisons with their 95% intervals.
 """
 
 from __future__ import annotations
 
-import math
+import datetime as dt
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from jobs import metrics
+from jobs.metrics import OVERALL
 
-SCORES_PNG = "scores.png"
-CALIBRATION_PNG = "calibration.png"
-NDCG_PNG = "ndcg_by_stratum.png"
-
-_LABELS = {
-    "ndcg_at_{k}": "NDCG@{k}",
-    "poor_match_rate_at_{k}": "poor@{k}",
+_COLUMNS = {
+    "ndcg_at_10": "NDCG@10",
+    "poor_match_rate_at_10": "poor-match@10",
     "auc_grade_ge_3": "AUC (grade>=3)",
-    "weighted_kappa": "kappa vs gold",
+    "weighted_kappa": "weighted kappa",
     "kendall_tau_to_teacher": "tau to teacher",
-    "ece": "ECE p(grade>=3)",
+    "kl_to_teacher": "KL to teacher",
 }
+_ORDER = ["student", "teacher", "production", "prefilter", "random"]
 
 
 def write_report(
-    metrics_by_model: dict[str, pd.DataFrame],
-    scored: dict[str, pd.DataFrame],
-    out_dir: Path,
-    title: str,
-    *,
-    n_boot: int = 200,
-    seed: int = 0,
+    table: pd.DataFrame,
+    compared: pd.DataFrame,
+    report_dir: Path,
+    run_date: dt.date,
+    versions: dict[str, str],
 ) -> Path:
-    """Write ``out_dir/report.md`` and its PNGs (``scores.png``, ``ndcg_by_stratum.png``, and
-    ``calibration.png`` when some scored frame has a ``p_ge_3`` column); return the report path.
-
-    The summary table has one row per model with the ``overall`` metrics; NDCG@k carries a 95%
-    member-bootstrap CI (:func:`jobs.metrics.bootstrap_ci`) when the model has a scored frame.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not metrics_by_model:
-        raise ValueError("write_report: no models")
-    k = _k_of(next(iter(metrics_by_model.values())))
-    names = metrics.metric_names(k)
-    ndcg = names[0]
-
-    lines = [f"# {title}", ""]
-    lines += ["## Summary (all members)", ""]
-    header = ["model", "members", "pairs", *(_label(n, k) for n in names)]
-    lines += _table_header(header)
-    for model, table in metrics_by_model.items():
-        row = _overall(table)
-        cells = [model, str(int(row["members"])), str(int(row["pairs"]))]
-        for name in names:
-            cell = _fmt(row[name])
-            if name == ndcg and model in scored:
-                low, high = metrics.bootstrap_ci(
-                    scored[model], lambda f: metrics.ndcg_at_k(f, k), n_boot=n_boot, seed=seed
-                )
-                cell += f" [{_fmt(low)}, {_fmt(high)}]"
-            cells.append(cell)
-        lines.append(_row(cells))
-    lines += [
-        "",
-        f"NDCG@{k} in brackets: 95% bootstrap CI over members ({n_boot} resamples). "
-        "n/a: the metric's input column (gold grade, teacher score, p(grade>=3)) is absent.",
-        "",
-    ]
-
-    by_stratum = _ndcg_by_stratum(metrics_by_model, ndcg)
-    lines += [f"## NDCG@{k} by stratum", ""]
-    lines += _table_header(["stratum", *by_stratum.columns])
-    for stratum, vals in by_stratum.iterrows():
-        lines.append(_row([str(stratum), *(_fmt(v) for v in vals)]))
-    lines += ["", f"![NDCG@{k} by stratum]({NDCG_PNG})", ""]
-    _plot_ndcg(by_stratum.drop(index=metrics.OVERALL, errors="ignore"), k, out_dir / NDCG_PNG)
-
-    lines += ["## Score distribution", "", f"![score distribution]({SCORES_PNG})", ""]
-    _plot_scores(scored, out_dir / SCORES_PNG)
-
-    lines += ["## Calibration of p(grade>=3)", ""]
-    with_prob = {m: f for m, f in scored.items() if metrics.PROB_COL in f.columns}
-    if with_prob:
-        _plot_calibration(with_prob, out_dir / CALIBRATION_PNG)
-        lines += [f"![reliability diagram]({CALIBRATION_PNG})", ""]
-    else:
-        lines += [f"No model has a `{metrics.PROB_COL}` column.", ""]
-
-    path = out_dir / "report.md"
+    """Write ``report.md`` and ``ndcg.png`` under ``report_dir``; returns the Markdown path."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"# policyrank evaluation {run_date}", ""]
+    lines += ["Models: " + ", ".join(f"{m} `{v}`" for m, v in versions.items()), ""]
+    overall = table[table.slice == OVERALL]
+    for source, part in overall.groupby("label_source", sort=False):
+        title = "held-out gold grades" if source == "gold" else "hidden true grades (simulator)"
+        lines += [f"## Against {title}", ""]
+        lines += _markdown_table(part)
+        lines.append("")
+    lines += ["## Student vs baselines (NDCG@10, paired member bootstrap, 95% interval)", ""]
+    lines += ["| labels | baseline | statistic | student | baseline | estimate | 95% interval |"]
+    lines += ["| --- | --- | --- | ---: | ---: | ---: | --- |"]
+    for r in compared.itertuples():
+        lines.append(
+            f"| {r.label_source} | {r.baseline} | {r.statistic} | {r.student_value:.3f} | "
+            f"{r.baseline_value:.3f} | {r.estimate:+.3f} | [{r.ci_low:+.3f}, {r.ci_high:+.3f}] |"
+        )
+    lines += ["", "## Per seniority band (gold)", ""]
+    bands = table[(table.label_source == "gold") & (table.slice != OVERALL)]
+    pivot = bands.pivot_table(index="slice", columns="model", values="ndcg_at_10")
+    members = bands[bands.model == "student"].set_index("slice").members
+    lines += ["| band | members | " + " | ".join(c for c in _ORDER if c in pivot) + " |"]
+    lines += ["| --- | ---: |" + " ---: |" * sum(c in pivot for c in _ORDER)]
+    for band, row in pivot.iterrows():
+        cells = [_fmt(row[c]) for c in _ORDER if c in pivot]
+        lines.append(f"| {band} | {int(members.get(band, 0))} | " + " | ".join(cells) + " |")
+    _plot(overall, report_dir / "ndcg.png")
+    lines += ["", "![NDCG@10 per model](ndcg.png)", ""]
+    path = report_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
 
 
-# ---------------------------------------------------------------- tables
+def _markdown_table(part: pd.DataFrame) -> list[str]:
+    lines = ["| model | members | " + " | ".join(_COLUMNS.values()) + " |"]
+    lines.append("| --- | ---: |" + " ---: |" * len(_COLUMNS))
+    for name in [m for m in _ORDER if m in set(part.model)]:
+        row = part[part.model == name].iloc[0]
+        cells = [_fmt(row[c]) for c in _COLUMNS]
+        lines.append(f"| {name} | {int(row.members)} | " + " | ".join(cells) + " |")
+    return lines
 
 
-def _k_of(table: pd.DataFrame) -> int:
-    col = next(c for c in table.columns if c.startswith("ndcg_at_"))
-    return int(col.removeprefix("ndcg_at_"))
+def _fmt(value) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.3f}"
 
 
-def _label(name: str, k: int) -> str:
-    for pattern, label in _LABELS.items():
-        if pattern.format(k=k) == name:
-            return label.format(k=k)
-    return name
+def _plot(overall: pd.DataFrame, path: Path) -> None:
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-def _overall(table: pd.DataFrame) -> pd.Series:
-    rows = table[table["slice"] == metrics.OVERALL]
-    if rows.empty:
-        raise ValueError(f"metrics table has no '{metrics.OVERALL}' row")
-    return rows.iloc[0]
-
-
-def _ndcg_by_stratum(metrics_by_model: dict[str, pd.DataFrame], ndcg: str) -> pd.DataFrame:
-    """Strata x models table of NDCG, strata sorted, ``overall`` last."""
-    wide = pd.DataFrame({m: t.set_index("slice")[ndcg] for m, t in metrics_by_model.items()})
-    strata = sorted(s for s in wide.index if s != metrics.OVERALL)
-    return wide.reindex([*strata, metrics.OVERALL])
-
-
-def _fmt(value: float) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
-
-
-def _table_header(cells: list[str]) -> list[str]:
-    return [_row(cells), _row(["---"] * len(cells))]
-
-
-def _row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-# ---------------------------------------------------------------- plots
-
-
-def _figure(width: float = 6.4, height: float = 4.0):
-    from matplotlib.figure import Figure  # lazy: only the report needs matplotlib
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _plot_scores(scored: dict[str, pd.DataFrame], path: Path) -> None:
-    # One panel per model: an untrained model's score scale need not match the 0-4 grade scale.
-    n = max(len(scored), 1)
-    fig = _figure(3.2 * n, 3.0)
-    axes = fig.subplots(1, n, squeeze=False)[0]
-    for ax, (model, frame) in zip(axes, scored.items(), strict=False):
-        ax.hist(frame["score"].to_numpy(float), bins=30, color="tab:blue")
-        ax.set_title(model)
-        ax.set_xlabel("score")
-    axes[0].set_ylabel("pairs")
-    fig.savefig(path, dpi=100)
-
-
-def _plot_calibration(with_prob: dict[str, pd.DataFrame], path: Path) -> None:
-    fig = _figure(4.5, 4.5)
-    ax = fig.subplots()
-    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect")
-    for model, frame in with_prob.items():
-        bins = metrics.calibration_bins(frame)
-        ax.plot(bins["mean_prob"], bins["mean_label"], marker="o", label=model)
-    ax.set_xlabel("mean predicted p(grade>=3)")
-    ax.set_ylabel("observed share with true grade >= 3")
-    ax.set_xlim(0, 1)
+    pivot = overall.pivot_table(index="model", columns="label_source", values="ndcg_at_10")
+    pivot = pivot.reindex([m for m in _ORDER if m in pivot.index])
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    pivot.plot.bar(ax=ax, rot=0)
+    ax.set_ylabel("NDCG@10")
     ax.set_ylim(0, 1)
-    ax.legend()
-    fig.savefig(path, dpi=100)
-
-
-def _plot_ndcg(by_stratum: pd.DataFrame, k: int, path: Path) -> None:
-    fig = _figure(max(4.0, 1.2 * len(by_stratum) + 2), 3.5)
-    ax = fig.subplots()
-    x = np.arange(len(by_stratum))
-    width = 0.8 / max(len(by_stratum.columns), 1)
-    for i, model in enumerate(by_stratum.columns):
-        # NaN (no member with a relevant job in the stratum) draws no bar rather than a 0.
-        ax.bar(x + i * width, by_stratum[model].to_numpy(float), width, label=model)
-    ax.set_xticks(x + width * (len(by_stratum.columns) - 1) / 2, by_stratum.index)
-    ax.set_ylabel(f"NDCG@{k}")
-    ax.set_ylim(0, 1)
-    fig.legend(loc="outside upper center", ncols=len(by_stratum.columns))
-    fig.savefig(path, dpi=100)
+    ax.set_title("Held-out members' candidate lists")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

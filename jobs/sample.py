@@ -1,17 +1,16 @@
 """`policyrank sample`: the (member, job) pairs the teacher labels for a date.
 
-Three sources, all chosen by a hash of the pair key and the seed (so a rerun picks the same pairs,
-whatever the partitioning):
+A share of the training members is drawn per day (a hash of member, seed and date, so a rerun
+picks the same pairs and other days draw others); for each drawn member:
 
-* ``stratified`` -- up to ``per_stratum`` candidate pairs per member segment
-  (occupation x seniority band x city, read from the member's declared fields);
+* ``candidate`` -- its whole candidate list, the ordering the student learns to re-rank;
 * ``random`` -- half of a pool of random non-candidate pairs, whatever they look like;
 * ``hard_negative`` -- from the other half, pairs that visibly breach a hard policy rule
   (``policy_bucket``: authorization, location, seniority, function), up to
   ``hard_negatives_per_bucket`` per bucket.
 
-Random pairs come from a hash-bucket equi-join (a drawn member meets the jobs in its bucket),
-never from a cross product.
+Held-out evaluation members (:mod:`jobs.splits`) are never drawn. Random pairs come from a
+hash-bucket equi-join (a drawn member meets the jobs in its bucket), never from a cross product.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from pyspark.sql import functions as F
 from jobs.candidates import seniority_index, skill_keys
 from jobs.runlog import log
 from jobs.settings import SamplingSettings, Settings
+from jobs.splits import drawn, is_heldout
 from jobs.tables_io import read_table, replace_run_date
 from jobs.validation import read_validated
 from schemas.tables import CANDIDATES, SAMPLED_PAIRS
@@ -74,30 +74,37 @@ def policy_bucket(m: str = "m", j: str = "j") -> Column:
 
 
 def sample_pairs(
-    candidates: DataFrame, members: DataFrame, jobs: DataFrame, conf: SamplingSettings
+    candidates: DataFrame,
+    members: DataFrame,
+    jobs: DataFrame,
+    conf: SamplingSettings,
+    *,
+    salt: str = "",
+    exclude: DataFrame | None = None,
 ) -> DataFrame:
-    """``member_id, job_id, source, stratum, policy_bucket`` (pure: DataFrames in and out)."""
-    segments = member_segments(members)
-    by_hash = Window.partitionBy("stratum").orderBy(pair_hash(conf.seed), "member_id", "job_id")
-    stratified = (
-        candidates.select("member_id", "job_id")
-        .join(segments, "member_id")
-        .withColumn("_n", F.row_number().over(by_hash))
-        .where(F.col("_n") <= conf.per_stratum)
-        .select("member_id", "job_id", F.lit("stratified").alias("source"), "stratum")
-    )
+    """``member_id, job_id, source, stratum, policy_bucket`` (pure: DataFrames in and out).
 
+    ``salt`` joins the seed in the member draw (the run date, so each day draws other members);
+    members in ``exclude`` (a ``member_id`` frame, e.g. held-out members) are never drawn.
+    """
+    segments = member_segments(members)
+    pool = members if exclude is None else members.join(exclude, "member_id", "left_anti")
+    drawn_members = pool.where(drawn("member_id", conf.seed, conf.members_share, salt))
+    lists = (
+        candidates.select("member_id", "job_id")
+        .join(drawn_members.select("member_id"), "member_id")
+        .select("member_id", "job_id", F.lit("candidate").alias("source"))
+    )
     n_jobs = jobs.count()
     buckets = max(1, n_jobs // max(conf.random_jobs_per_member, 1))
-    drawn = members.where(
-        F.pmod(F.xxhash64("member_id", F.lit(conf.seed)), F.lit(10_000))
-        < int(conf.random_members_share * 10_000)
-    ).withColumn("_b", F.pmod(F.xxhash64("member_id", F.lit(conf.seed + 1)), F.lit(buckets)))
+    by_member = drawn_members.withColumn(
+        "_b", F.pmod(F.xxhash64("member_id", F.lit(conf.seed + 1), F.lit(salt)), F.lit(buckets))
+    )
     bucketed_jobs = jobs.withColumn(
-        "_b", F.pmod(F.xxhash64("job_id", F.lit(conf.seed + 2)), F.lit(buckets))
+        "_b", F.pmod(F.xxhash64("job_id", F.lit(conf.seed + 2), F.lit(salt)), F.lit(buckets))
     )
     random_pool = (
-        drawn.alias("m")
+        by_member.alias("m")
         .join(bucketed_jobs.alias("j"), "_b")
         .select("m.member_id", "j.job_id", policy_bucket().alias("policy_bucket"))
         .join(candidates.select("member_id", "job_id"), ["member_id", "job_id"], "left_anti")
@@ -117,9 +124,7 @@ def sample_pairs(
         .where(F.col("_n") <= conf.hard_negatives_per_bucket)
         .select("member_id", "job_id", F.lit("hard_negative").alias("source"))
     )
-    sampled = stratified.unionByName(hard.join(segments, "member_id")).unionByName(
-        ordinary.join(segments, "member_id")
-    )
+    sampled = lists.unionByName(hard).unionByName(ordinary).join(segments, "member_id")
     # Every sampled pair, candidate or not, carries its policy bucket.
     return (
         sampled.alias("p")
@@ -136,15 +141,25 @@ def sample_pairs(
     )
 
 
+def heldout_members(members: DataFrame, settings: Settings) -> DataFrame:
+    """``member_id`` of the held-out evaluation members among ``members``."""
+    return members.select("member_id").where(is_heldout(settings.eval))
+
+
 def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
     hint = "run `policyrank candidates --date D` first"
     candidates = read_table(spark, settings.table_path("candidates"), CANDIDATES, hint=hint).where(
         F.col("run_date") == run_date
     )
     members, jobs = read_validated(spark, settings)
-    pairs = sample_pairs(candidates, members, jobs, settings.sampling).select(
-        F.lit(run_date).alias("run_date"), "*", F.lit(run_id).alias("run_id")
-    )
+    pairs = sample_pairs(
+        candidates,
+        members,
+        jobs,
+        settings.sampling,
+        salt=run_date.isoformat(),
+        exclude=heldout_members(members, settings),
+    ).select(F.lit(run_date).alias("run_date"), "*", F.lit(run_id).alias("run_id"))
     path = settings.table_path("sampled_pairs")
     replace_run_date(pairs, path, SAMPLED_PAIRS, run_date, run_id=run_id)
     written = spark.read.format("delta").load(path).where(F.col("run_date") == run_date)

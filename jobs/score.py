@@ -1,4 +1,10 @@
-"""`policyrank score`: score a date's candidates with the student and keep the top-N per member."""
+"""`policyrank score`: rank a date's candidates and keep the top-N per member.
+
+The ranking comes from the production student (the registry), or ``scoring.model_dir`` when it
+is set. Until a student has been promoted, the day is ranked by the candidate prefilter and its
+rows say so (``model_version = 'prefilter'``): a model that has not passed the gate is never
+served.
+"""
 
 from __future__ import annotations
 
@@ -10,67 +16,16 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs.errors import PolicyrankError
-from jobs.models import check_model_dir, model_version, prepare_default_student
+from jobs.grading import attach_fields, scored_pairs, unscorable
+from jobs.models import check_model_dir, model_version
 from jobs.registry import Registry
 from jobs.runlog import log
-from jobs.settings import ScoringSettings, Settings
+from jobs.settings import Settings
 from jobs.tables_io import read_table, replace_quarantine, replace_run_date
 from jobs.validation import read_validated
 from schemas.tables import CANDIDATES, SCORES
-from udfs.cross_encoder import ScorerConfig
-from udfs.pair_text import template_fields
-from udfs.score_udf import score_pairs_udf
 
-
-def scorer_config(conf: ScoringSettings, model_dir: str) -> ScorerConfig:
-    return ScorerConfig(
-        model_dir=model_dir,
-        member_template=conf.member_template,
-        job_template=conf.job_template,
-        max_length=conf.max_length,
-        token_budget=conf.token_budget,
-        cpu_threads=conf.cpu_threads,
-    )
-
-
-def attach_fields(
-    candidates: DataFrame, members: DataFrame, jobs: DataFrame, config: ScorerConfig
-) -> DataFrame:
-    """Candidate pairs with ``member`` and ``job`` structs of the fields the templates use;
-    a struct is null when its member or job is no longer among the validated rows.
-
-    The result is spread over every task slot: adaptive execution would otherwise coalesce a
-    small day's pairs into one partition, and model inference would run on a single core/GPU.
-    """
-    m_fields = [f for f in template_fields(config.member_template) if f in members.columns]
-    j_fields = [f for f in template_fields(config.job_template) if f in jobs.columns]
-    slots = candidates.sparkSession.sparkContext.defaultParallelism
-    return (
-        candidates.select("member_id", "job_id")
-        .join(members.select("member_id", F.struct(*m_fields).alias("member")), "member_id", "left")
-        .join(jobs.select("job_id", F.struct(*j_fields).alias("job")), "job_id", "left")
-        .repartition(max(slots, 1))
-    )
-
-
-def score_candidates(pairs: DataFrame, config: ScorerConfig) -> DataFrame:
-    """``member_id, job_id, score`` for pairs from :func:`attach_fields` whose fields exist."""
-    score = score_pairs_udf(config)
-    return pairs.where(F.col("member").isNotNull() & F.col("job").isNotNull()).select(
-        "member_id", "job_id", score("member", "job").alias("score")
-    )
-
-
-def unscorable(pairs: DataFrame) -> DataFrame:
-    """Pairs whose member or job did not pass validation, in the quarantine's shape."""
-    return pairs.where(F.col("member").isNull() | F.col("job").isNull()).select(
-        F.lit("candidates").alias("source_table"),
-        F.concat_ws("|", "member_id", "job_id").alias("entity_id"),
-        F.when(F.col("member").isNull(), "member_not_valid")
-        .otherwise("job_not_valid")
-        .alias("reason"),
-        F.to_json(F.struct("member_id", "job_id")).alias("record"),
-    )
+PREFILTER = "prefilter"
 
 
 def top_n_per_member(scored: DataFrame, top_n: int) -> DataFrame:
@@ -80,22 +35,31 @@ def top_n_per_member(scored: DataFrame, top_n: int) -> DataFrame:
     )
 
 
-def resolve_model_dir(settings: Settings) -> Path:
-    """``scoring.model_dir`` when set, else the registry's production model, else the untrained
-    default student."""
+def resolve_model_dir(settings: Settings) -> Path | None:
+    """``scoring.model_dir`` when set, else the registry's production model, else None (rank
+    by the prefilter)."""
     if settings.scoring.model_dir:
         return check_model_dir(settings.scoring.model_dir)
-    production = Registry(Path(settings.warehouse) / "registry").production()
-    if production:
-        return check_model_dir(production["model_dir"])
-    if "://" in settings.warehouse:
-        raise PolicyrankError("scoring.model_dir must be set when the warehouse is remote")
-    return prepare_default_student(Path(settings.warehouse) / "models")
+    production = Registry(settings.registry_dir).production()
+    return check_model_dir(production["model_dir"]) if production else None
+
+
+def prefilter_scores(
+    candidates: DataFrame, members: DataFrame, jobs: DataFrame
+) -> tuple[DataFrame, DataFrame]:
+    """The candidate ordering itself as scores, for pairs whose member and job are valid."""
+    with_fields = attach_fields(candidates, members, jobs, [], [])
+    valid = with_fields.where(F.col("member").isNotNull() & F.col("job").isNotNull())
+    scored = valid.select("member_id", "job_id").join(
+        candidates.select("member_id", "job_id", F.col("prefilter_score").alias("score")),
+        ["member_id", "job_id"],
+    )
+    return scored, unscorable(with_fields)
 
 
 def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
     model_dir = resolve_model_dir(settings)
-    version = model_version(model_dir)
+    version = model_version(model_dir) if model_dir else PREFILTER
     hint = "run `policyrank candidates --date D` first"
     cands = read_table(spark, settings.table_path("candidates"), CANDIDATES, hint=hint).where(
         F.col("run_date") == run_date
@@ -105,19 +69,21 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
     n_candidates = cands.count()
     if n_candidates == 0:
         raise PolicyrankError(f"no candidates for {run_date}: {hint}")
-    log(f"score: {n_candidates:,} candidate pairs with model {version} ({model_dir})")
-    config = scorer_config(settings.scoring, str(model_dir))
-    pairs = attach_fields(cands, passed_m, passed_j, config)
+    if model_dir:
+        log(f"score: {n_candidates:,} candidate pairs with model {version} ({model_dir})")
+        scored, bad = scored_pairs(cands, passed_m, passed_j, model_dir, settings)
+    else:
+        log(
+            f"score: no production model yet (nothing has passed the gate): ranking "
+            f"{n_candidates:,} candidate pairs by the prefilter (model_version '{PREFILTER}')"
+        )
+        scored, bad = prefilter_scores(cands, passed_m, passed_j)
     quarantine = replace_quarantine(
-        unscorable(pairs),
-        settings.table_path("quarantine"),
-        run_date,
-        "score",
-        run_id=run_id,
+        bad, settings.table_path("quarantine"), run_date, "score", run_id=run_id
     )
     n_quarantined = quarantine.count()
     # Scores are cached: scoring is the expensive step and both the count and the top-N need it.
-    scored = score_candidates(pairs, config).persist(StorageLevel.MEMORY_AND_DISK)
+    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     n_scored = scored.count()
     status = "ok" if n_candidates == n_scored + n_quarantined else "MISMATCH"
     log(
@@ -132,7 +98,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
         F.lit(run_date).alias("run_date"),
         "member_id",
         "job_id",
-        "score",
+        F.col("score").cast("float").alias("score"),
         "rank",
         F.lit(version).alias("model_version"),
         F.lit(run_id).alias("run_id"),

@@ -62,34 +62,56 @@ class ScoringSettings:
 @dataclass(frozen=True)
 class SamplingSettings:
     seed: int = 17
-    per_stratum: int = 3
-    random_members_share: float = 0.2
+    members_share: float = 0.5
     random_jobs_per_member: int = 4
     hard_negatives_per_bucket: int = 150
 
 
 @dataclass(frozen=True)
 class GoldSettings:
-    sampling: SamplingSettings = field(default_factory=lambda: SamplingSettings(seed=29))
+    seed: int = 29
+    members_share: float = 0.4
+    random_jobs_per_member: int = 4
+    hard_negatives_per_bucket: int = 150
     n_raters: int = 3
     rater_noise: float = 0.1
     rater_disagreement: float = 0.1
-    heldout_share: float = 0.5
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        """The gold sample is drawn like the teacher's, with the gold knobs."""
+        return SamplingSettings(
+            self.seed,
+            self.members_share,
+            self.random_jobs_per_member,
+            self.hard_negatives_per_bucket,
+        )
 
 
 @dataclass(frozen=True)
 class FineTuneSettings:
     base_model_dir: str | None = None
-    epochs: int = 2
+    epochs: int = 3
     batch_size: int = 16
     learning_rate: float = 5e-5
     warmup_share: float = 0.1
+    seed: int = 0
+    balance_grades: bool = True
+
+
+@dataclass(frozen=True)
+class SimulatedJudgeSettings:
+    noise: float = 0.28
+    spread: float = 0.6
+    borderline_bias: float = 0.15
+    ignore_dimension: float = 0.08
+    injection_sway: float = 0.3
     seed: int = 0
 
 
 @dataclass(frozen=True)
 class TeacherSettings:
-    backend: str = "cross_encoder"
+    backend: str = "simulated"
     model_dir: str | None = None
     policy_path: str | None = None
     member_template: str = "{headline}. Skills: {skills}. {summary}"
@@ -98,6 +120,7 @@ class TeacherSettings:
     token_budget: int = 8192
     cpu_threads: int = 1
     fine_tune: FineTuneSettings = field(default_factory=FineTuneSettings)
+    simulated: SimulatedJudgeSettings = field(default_factory=SimulatedJudgeSettings)
 
 
 @dataclass(frozen=True)
@@ -113,23 +136,47 @@ class DistillSettings:
 
 
 @dataclass(frozen=True)
+class FieldDistillSettings:
+    epochs: int = 30
+    batch_members: int = 16
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.01
+    ranking_weight: float = 0.5
+    temperature: float = 1.0
+    margin: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class StudentSettings:
+    architecture: str = "field_encoder"
+    base_model_dir: str | None = None
+    max_pairs: int = 60000
+    member_fields: str = ""
+    job_fields: str = ""
+    list_fields: str = "skills:skills"
     n_layers: int = 3
     max_length: int = 128
+    fields: FieldDistillSettings = field(default_factory=FieldDistillSettings)
     distill: DistillSettings = field(default_factory=DistillSettings)
 
 
 @dataclass(frozen=True)
 class EvalSettings:
+    heldout_share: float = 0.3
+    split_seed: int = 31
     max_members: int = 300
+    bootstrap_samples: int = 1000
+    seed: int = 0
 
 
 @dataclass(frozen=True)
 class GateSettings:
+    min_gain_over_prefilter: float = 0.0
+    max_regression_vs_production: float = 0.01
     min_teacher_ndcg_share: float = 0.95
     max_stratum_regression: float = 0.10
     min_stratum_members: int = 20
-    max_poor_match_rate: float = 0.70
 
 
 @dataclass(frozen=True)
@@ -149,6 +196,18 @@ class Settings:
 
     def table_path(self, name: str) -> str:
         return f"{self.warehouse.rstrip('/')}/{name}"
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.warehouse) / "models"
+
+    @property
+    def warehouse_reports(self) -> Path:
+        return Path(self.warehouse) / "reports"
+
+    @property
+    def registry_dir(self) -> Path:
+        return Path(self.warehouse) / "registry"
 
 
 def load_settings(

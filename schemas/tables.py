@@ -95,8 +95,8 @@ JOBS = Table(
 
 TRUTH = Table(
     "truth",
-    "Synthetic world only: the hidden attributes that members and jobs were rendered from. "
-    "No scoring code reads it; `jobs.world.true_grade` turns it into the gold 0-4 grade.",
+    "SIMULATOR ONLY: the hidden attributes that members and jobs were rendered from. "
+    "Production code never reads it; `sim.world.true_grade` turns it into the true 0-4 grade.",
     (
         Column("entity", _S, False, "'member' or 'job'."),
         Column("entity_id", _S, False, "member_id or job_id."),
@@ -131,7 +131,7 @@ CANDIDATES = Table(
 
 SCORES = Table(
     "scores",
-    "Output of `policyrank score`: student scores, the top-N jobs per member.",
+    "Output of `policyrank score`: the top-N jobs per member, ranked by the production student.",
     (
         Column("run_date", _DATE, False, "Logical date of the daily run."),
         Column("member_id", _S, False, "Member key."),
@@ -140,10 +140,17 @@ SCORES = Table(
             "score",
             _F,
             False,
-            "Student score: sigmoid of a 1-logit head, expected grade (0-4) for a grade head.",
+            "The student's expected grade (0-4); sigmoid for a 1-logit model; the candidate "
+            "prefilter score (0-1) when model_version is 'prefilter'.",
         ),
         Column("rank", _I, False, "1 = best score within the member (ties broken by job_id)."),
-        Column("model_version", _S, False, "Content-derived version of the scoring model."),
+        Column(
+            "model_version",
+            _S,
+            False,
+            "Content-derived version of the scoring model, or 'prefilter' before any student "
+            "passed the gate.",
+        ),
         Column("run_id", _S, False, "Identifier of the run that wrote the row."),
     ),
     partition_by=("run_date",),
@@ -175,7 +182,9 @@ SAMPLED_PAIRS = Table(
         Column("run_date", _DATE, False, "Logical date of the daily run."),
         Column("member_id", _S, False, "Member key."),
         Column("job_id", _S, False, "Job key."),
-        Column("source", _S, False, "'stratified' (from candidates), 'hard_negative' or 'random'."),
+        Column(
+            "source", _S, False, "'candidate' (a drawn member's list), 'hard_negative' or 'random'."
+        ),
         Column("stratum", _S, False, "Segment 'occupation|seniority band|city' of the member."),
         Column(
             "policy_bucket",
@@ -191,28 +200,39 @@ SAMPLED_PAIRS = Table(
 
 GOLD_LABELS = Table(
     "gold_labels",
-    "Output of `policyrank gold`: simulated human gold grades (raters applying the policy to the "
-    "hidden attributes, with noise and disagreement) over a stratified gold sample.",
+    "Input: human-graded (member, job) pairs under the policy (in the demo, written by the "
+    "simulator's raters: `policyrank gold`). Held-out evaluation members are chosen by a hash of "
+    "member_id (`eval.heldout_share`); the other members' pairs fine-tune the cross_encoder judge.",
     (
         Column("member_id", _S, False, "Member key."),
         Column("job_id", _S, False, "Job key."),
-        Column("source", _S, False, "How the pair was sampled (see sampled_pairs)."),
-        Column("stratum", _S, False, "Segment 'occupation|seniority band|city' of the member."),
-        Column(
-            "policy_bucket", _S, False, "Observable policy breach of the pair (see sampled_pairs)."
-        ),
-        Column("rater_grades", _INTS, False, "Each simulated rater's 0-4 grade."),
         Column("gold_grade", _I, False, "The raters' consensus grade (0-4)."),
-        Column("rater_agreement", _D, False, "Share of raters who gave the gold grade."),
+        Column("policy_version", _S, False, "Policy the raters applied: semver+content hash."),
+        Column("rater_grades", _INTS, True, "Each rater's 0-4 grade, when kept."),
+        Column("rater_agreement", _D, True, "Share of raters who gave the gold grade."),
+        Column("source", _S, True, "How the pair was sampled (see sampled_pairs)."),
+        Column("stratum", _S, True, "Segment 'occupation|seniority band|city' of the member."),
+        Column(
+            "policy_bucket", _S, True, "Observable policy breach of the pair (see sampled_pairs)."
+        ),
         Column(
             "injected",
             _B,
-            False,
-            "True when the member or job text holds a planted prompt injection.",
+            True,
+            "True when the member or job text holds a prompt injection (known in the simulator).",
         ),
-        Column("split", _S, False, "'selection' (fine-tunes the judge) or 'heldout', by member."),
-        Column("policy_version", _S, False, "Policy the raters applied: semver+content hash."),
-        Column("run_id", _S, False, "Identifier of the run that wrote the row."),
+        Column("run_id", _S, True, "Identifier of the run that wrote the row."),
+    ),
+)
+
+TRUE_GRADES = Table(
+    "true_grades",
+    "SIMULATOR ONLY: the hidden true grade of every gold pair, from `truth`. Evaluation reports "
+    "hidden-truth metrics when this table exists; nothing trains or gates on it.",
+    (
+        Column("member_id", _S, False, "Member key."),
+        Column("job_id", _S, False, "Job key."),
+        Column("true_grade", _I, False, "The pair's true 0-4 grade."),
     ),
 )
 
@@ -270,23 +290,30 @@ JUDGE_CALIBRATION = Table(
 
 EVAL_METRICS = Table(
     "eval_metrics",
-    "Output of `policyrank evaluate`: each model on held-out members' candidate pairs, against "
-    "the hidden true grades and the held-out gold labels, overall and per stratum (occupation).",
+    "Output of `policyrank evaluate`: each model and baseline on the held-out members' candidate "
+    "lists, against the held-out gold labels (and the simulator's true grades when they exist), "
+    "overall and per seniority band.",
     (
         Column("run_date", _DATE, False, "Date of the evaluation run."),
-        Column("model", _S, False, "'untrained', 'teacher' or 'student'."),
+        Column(
+            "model",
+            _S,
+            False,
+            "'student', 'teacher', 'production', 'prefilter' (the candidate ordering) or 'random'.",
+        ),
         Column("model_version", _S, False, "Content-derived version of the model."),
-        Column("slice", _S, False, "'overall' or the member occupation."),
-        Column("members", _I, False, "Members in the slice."),
-        Column("pairs", _I, False, "Scored pairs in the slice."),
-        Column("ndcg_at_10", _D, True, "NDCG@10 with gain 2^true_grade - 1, mean over members."),
-        Column("poor_match_rate_at_10", _D, True, "Share of top-10 pairs with true grade <= 1."),
-        Column("auc_grade_ge_3", _D, True, "ROC AUC of the score for true grade >= 3."),
+        Column("label_source", _S, False, "'gold' (held-out gold grades) or 'truth' (simulator)."),
+        Column("slice", _S, False, "'overall' or 'band:<seniority band>' of the member."),
+        Column("members", _I, False, "Members in the slice with a relevant pair."),
+        Column("pairs", _I, False, "Labelled candidate pairs in the slice."),
+        Column("ndcg_at_10", _D, True, "NDCG@10 with gain 2^grade - 1, mean over members."),
+        Column("poor_match_rate_at_10", _D, True, "Share of top-10 pairs with grade <= 1."),
+        Column("auc_grade_ge_3", _D, True, "ROC AUC of the score for grade >= 3."),
         Column(
             "weighted_kappa",
             _D,
             True,
-            "Linear weighted kappa of the model's grade vs gold (null for a model without grades).",
+            "Linear weighted kappa of the model's grade vs the labels (null without grades).",
         ),
         Column(
             "kendall_tau_to_teacher",
@@ -294,7 +321,31 @@ EVAL_METRICS = Table(
             True,
             "Mean per-member Kendall tau-b to the teacher's expected grade.",
         ),
-        Column("ece", _D, True, "Expected calibration error of p(grade >= 3) vs true grade >= 3."),
+        Column("kl_to_teacher", _D, True, "Mean KL(teacher || model) of grade distributions."),
+        Column("ece", _D, True, "Expected calibration error of p(grade >= 3) vs grade >= 3."),
+        Column("run_id", _S, False, "Identifier of the run that wrote the row."),
+    ),
+    partition_by=("run_date",),
+)
+
+EVAL_COMPARISONS = Table(
+    "eval_comparisons",
+    "Output of `policyrank evaluate`: the student against each baseline on the same held-out "
+    "members, with paired member-bootstrap 95% intervals. The gate reads the gold rows.",
+    (
+        Column("run_date", _DATE, False, "Date of the evaluation run."),
+        Column("model_version", _S, False, "The evaluated student."),
+        Column("baseline", _S, False, "'prefilter', 'random', 'production' or 'teacher'."),
+        Column("baseline_version", _S, False, "Version of the baseline model."),
+        Column("label_source", _S, False, "'gold' or 'truth'."),
+        Column("metric", _S, False, "e.g. 'ndcg_at_10'."),
+        Column("statistic", _S, False, "'difference' (student - baseline) or 'ratio'."),
+        Column("student_value", _D, False, "The student's metric."),
+        Column("baseline_value", _D, False, "The baseline's metric."),
+        Column("estimate", _D, False, "The statistic on all members."),
+        Column("ci_low", _D, False, "2.5th percentile of the member bootstrap."),
+        Column("ci_high", _D, False, "97.5th percentile of the member bootstrap."),
+        Column("members", _I, False, "Members both were compared on."),
         Column("run_id", _S, False, "Identifier of the run that wrote the row."),
     ),
     partition_by=("run_date",),
@@ -311,7 +362,10 @@ TABLES = {
         QUARANTINE,
         SAMPLED_PAIRS,
         GOLD_LABELS,
+        TRUE_GRADES,
         TEACHER_LABELS,
         JUDGE_CALIBRATION,
+        EVAL_METRICS,
+        EVAL_COMPARISONS,
     )
 }

@@ -18,7 +18,11 @@ def spark():
 
     session = build_spark(
         SparkSettings(
-            master="local[2]", shuffle_partitions=2, driver_memory="2g", arrow_batch_rows=512
+            master="local[2]",
+            shuffle_partitions=2,
+            driver_memory="2g",
+            arrow_batch_rows=512,
+            extra={"spark.databricks.delta.snapshotPartitions": 2},
         )
     )
     yield session
@@ -37,41 +41,33 @@ def tiny_grade_model(tmp_path_factory) -> Path:
     )
 
 
-def cookbook_args(warehouse, tiny_model, *extra) -> list[str]:
-    """Overrides for a tiny cookbook: 150 x 60 world, tiny judge base, 1-layer student."""
+def cookbook_args(warehouse, *extra) -> list[str]:
+    """Overrides for a small cookbook: a 400 x 150 world (5% bad rows, 10% injections), the
+    simulated judge, the field student on the shipped MiniLM-L6 and the default gate, with
+    every member's candidate list graded (gold) and 40% of members held out."""
     return [
         f"warehouse={warehouse}",
-        "world.members=150",
-        "world.jobs=60",
+        "world.members=400",
+        "world.jobs=150",
         "world.partitions=2",
+        "world.bad_row_share=0.05",
         "world.injection_share=0.1",
-        f"teacher.fine_tune.base_model_dir={tiny_model}",
-        "teacher.fine_tune.epochs=1",
-        "student.n_layers=1",
-        "student.distill.epochs=1",
-        "eval.max_members=60",
-        "sampling.per_stratum=2",
-        "gold.sampling.per_stratum=2",
+        "sampling.members_share=1.0",
+        "gold.members_share=1.0",
+        "eval.heldout_share=0.4",
+        "eval.bootstrap_samples=300",
+        "student.fields.epochs=15",
         *extra,
     ]
 
 
 @pytest.fixture(scope="session")
-def cookbook(tmp_path_factory, spark, tiny_model) -> Path:
-    """A warehouse after one tiny `run-daily`: world, candidates, sample, gold, judge, labels,
-    student, eval, promotion (under a gate nothing can fail) and scores."""
+def cookbook(tmp_path_factory, spark) -> Path:
+    """A warehouse after one `run-daily`: world, gold, candidates, sample, simulated judge
+    labels, calibration, a distilled student, evaluation, promotion under the default gate, and
+    scores."""
     from jobs.cli import main
 
     warehouse = tmp_path_factory.mktemp("cookbook")
-    main(
-        [
-            "run-daily",
-            "--date",
-            DAY,
-            *cookbook_args(warehouse, tiny_model),
-            "gate.min_teacher_ndcg_share=0",
-            "gate.max_stratum_regression=10",
-            "gate.max_poor_match_rate=1",
-        ]
-    )
+    main(["run-daily", "--date", DAY, *cookbook_args(warehouse)])
     return warehouse

@@ -2,11 +2,11 @@
 
 import pytest
 
-from jobs import world
 from jobs.candidates import candidate_pairs
-from jobs.generate import generate_world
 from jobs.settings import CandidateSettings, WorldSettings
 from jobs.validation import JOB_RULES, MEMBER_RULES, validate_rows
+from sim import world
+from sim.generate import generate_world
 
 WORLD = WorldSettings(seed=11, members=600, jobs=300, bad_row_share=0.02, partitions=2)
 

@@ -1,37 +1,66 @@
-"""The whole cookbook on tiny data: run-daily builds judge and student, evaluates, gates,
-promotes and scores with the promoted student; a refused student leaves production alone."""
+"""The whole cookbook on tiny data: run-daily labels with the simulated judge, distils a field
+student, evaluates it against gold (and the simulator's truth), gates, promotes and scores."""
 
 import json
+import shutil
 
 import pytest
+from pyspark.sql import functions as F
 
 from jobs.cli import main
 from jobs.registry import Registry
+from jobs.settings import load_settings
+from jobs.splits import is_heldout
 from tests.conftest import DAY, cookbook_args
 
 
-def test_run_daily_trains_evaluates_promotes_and_scores(spark, cookbook, capsys):
-    registry = Registry(cookbook / "registry")
-    production = registry.production()
-    assert production["model_version"].startswith("student-l1-")
+def _table(spark, warehouse, name):
+    return spark.read.format("delta").load(f"{warehouse}/{name}")
+
+
+def test_run_daily_trains_evaluates_promotes_and_scores(spark, cookbook):
+    production = Registry(cookbook / "registry").production()
+    assert production["model_version"].startswith("student-fields-")
     card = json.loads(
         (
             cookbook / "models" / "students" / production["model_version"] / "policyrank_model.json"
         ).read_text()
     )
-    assert card["teacher_model_id"].startswith("judge-minilm-l6-grade5-")
-    assert card["training_data"]["delta_version"] >= 0 and card["eval"]["student"]
-    scores = spark.read.format("delta").load(f"{cookbook}/scores").toPandas()
+    assert card["teacher_model_id"].startswith("simulated-llm-judge-")
+    assert card["training_data"]["delta_version"] >= 0 and card["eval"]["metrics"]
+    scores = _table(spark, cookbook, "scores").toPandas()
     assert set(scores.model_version) == {production["model_version"]}
     assert scores.score.between(0, 4).all()  # a student's score is its expected grade
-    metrics = spark.read.format("delta").load(f"{cookbook}/eval_metrics").toPandas()
-    assert set(metrics.model) == {"untrained", "teacher", "student"}
+    metrics = _table(spark, cookbook, "eval_metrics").toPandas()
+    assert set(metrics.model) == {"student", "teacher", "prefilter", "random"}
+    assert set(metrics.label_source) == {"gold", "truth"}
+    numeric = metrics[["ndcg_at_10", "poor_match_rate_at_10", "auc_grade_ge_3"]]
+    assert numeric.notna().all().all() and numeric.apply(lambda c: c.between(0, 1)).all().all()
+    compared = _table(spark, cookbook, "eval_comparisons").toPandas()
+    assert {"prefilter", "random", "teacher"} <= set(compared.baseline)
+    assert (compared.ci_low <= compared.estimate).all()
+    assert (compared.estimate <= compared.ci_high).all()
     assert (cookbook / "reports" / f"eval-{DAY}" / "report.md").is_file()
 
 
-def test_a_refused_student_leaves_production_alone(spark, cookbook, tiny_model, capsys):
-    # Tiny random models carry no signal, so which of two tiny students is "worse" is noise;
-    # tests/test_gate.py covers each check on known metrics. Here: the refusal's wiring.
+def test_evaluation_members_never_reach_training(spark, cookbook):
+    settings = load_settings(None, cookbook_args(cookbook))
+    heldout = is_heldout(settings.eval)
+    assert _table(spark, cookbook, "sampled_pairs").where(heldout).count() == 0
+    assert _table(spark, cookbook, "teacher_labels").where(heldout).count() == 0
+    evaluated = _table(spark, cookbook, "gold_labels").where(heldout).count()
+    assert evaluated > 0  # ...and evaluation does have held-out members to score
+    production = Registry(cookbook / "registry").production()
+    card = json.loads(
+        (
+            cookbook / "models" / "students" / production["model_version"] / "policyrank_model.json"
+        ).read_text()
+    )
+    labels = _table(spark, cookbook, "teacher_labels").where(~heldout)
+    assert card["training_data"]["rows"] == labels.count()
+
+
+def test_a_refused_student_leaves_production_alone(spark, cookbook, capsys):
     registry = Registry(cookbook / "registry")
     before = registry.production()["model_version"]
     with pytest.raises(SystemExit) as refused:
@@ -40,7 +69,7 @@ def test_a_refused_student_leaves_production_alone(spark, cookbook, tiny_model, 
                 "promote",
                 "--date",
                 DAY,
-                *cookbook_args(cookbook, tiny_model),
+                *cookbook_args(cookbook),
                 "gate.min_teacher_ndcg_share=100",
             ]
         )
@@ -49,3 +78,54 @@ def test_a_refused_student_leaves_production_alone(spark, cookbook, tiny_model, 
     assert "refused" in err and "teacher NDCG share" in err and "needs >= 100" in err
     assert registry.production()["model_version"] == before
     assert registry.history()[-1]["event"] == "refused"
+
+
+def test_a_warehouse_without_the_simulator_evaluates_and_promotes(
+    spark, cookbook, tiny_grade_model, tmp_path, capsys
+):
+    """members, jobs, human gold labels, a policy and a judge: no truth, nothing simulated."""
+    real = tmp_path / "real"
+    for table in ("members", "jobs", "gold_labels", "candidates", "sampled_pairs"):
+        shutil.copytree(cookbook / table, real / table)
+    args = [
+        *cookbook_args(real),
+        "world.generate_if_missing=false",
+        "teacher.backend=cross_encoder",
+        f"teacher.fine_tune.base_model_dir={tiny_grade_model}",
+        "teacher.fine_tune.epochs=1",
+        # a tiny random judge teaches nothing: this test is about the wiring, the gate's
+        # decisions are tested on real numbers in tests/test_gate.py
+        "gate.min_gain_over_prefilter=-10",
+        "gate.min_teacher_ndcg_share=0",
+        "gate.max_stratum_regression=10",
+    ]
+    for step in ("train-judge", "label", "train", "evaluate", "promote", "score"):
+        main([step, *(["--date", DAY] if step not in ("train-judge", "train") else []), *args])
+    out = capsys.readouterr().out
+    assert "against gold grades" in out and "against truth" not in out
+    assert not (real / "truth").exists() and not (real / "true_grades").exists()
+    metrics = _table(spark, real, "eval_metrics").toPandas()
+    assert set(metrics.label_source) == {"gold"}
+    production = Registry(real / "registry").production()
+    assert production["model_version"].startswith("student-fields-")
+    judge_card = real / "models" / "judge-minilm-l6-grade5" / "policyrank_model.json"
+    judge = json.loads(judge_card.read_text())
+    settings = load_settings(None, args)
+    selection = _table(spark, real, "gold_labels").where(~is_heldout(settings.eval)).count()
+    assert judge["training_data"]["pairs"] == selection  # the judge never saw held-out gold
+    scores = _table(spark, real, "scores").where(F.col("run_date") == DAY).toPandas()
+    assert set(scores.model_version) == {production["model_version"]}
+
+
+def test_before_any_promotion_the_day_is_ranked_by_the_prefilter(spark, cookbook, tmp_path):
+    fresh = tmp_path / "fresh"
+    for table in ("members", "jobs", "candidates"):
+        shutil.copytree(cookbook / table, fresh / table)
+    main(["score", "--date", DAY, *cookbook_args(fresh)])
+    scores = _table(spark, fresh, "scores").toPandas()
+    cands = _table(spark, fresh, "candidates").where(F.col("run_date") == DAY).toPandas()
+    assert set(scores.model_version) == {"prefilter"}
+    merged = scores.merge(cands, on=["member_id", "job_id"])
+    assert len(merged) == len(scores)
+    assert (merged.score - merged.prefilter_score).abs().max() < 1e-6
+    assert (merged["rank"] == merged.prefilter_rank).all()  # same order, same tie-break

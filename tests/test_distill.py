@@ -256,3 +256,19 @@ def test_distill_checks_its_inputs(tiny_grade_model):
         distill(student, tokenizer, ["a"], ["b"], ["m", "n"], np.full((1, 5), 0.2), DistillConfig())
     with pytest.raises(ValueError, match=r"\(n, 5\)"):
         distill(student, tokenizer, ["a"], ["b"], ["m"], np.full((1, 3), 1 / 3), DistillConfig())
+
+
+def test_grade_weights_lift_rare_grades_and_keep_the_mean():
+    from udfs.fine_tune import grade_weights, soft_cross_entropy
+
+    targets = np.eye(5)[[1, 1, 1, 1, 1, 1, 1, 1, 4, 0]]
+    w = grade_weights(targets)
+    assert w.mean() == pytest.approx(1.0)
+    assert w[8] == pytest.approx(w[1] * math.sqrt(8))  # 1 / sqrt(count)
+    logits = torch.zeros(10, 5)
+    t = torch.as_tensor(targets, dtype=torch.float32)
+    plain = soft_cross_entropy(logits, t)
+    assert soft_cross_entropy(logits, t, torch.ones(10)) == pytest.approx(plain.item())
+    assert soft_cross_entropy(logits, t, torch.as_tensor(w, dtype=torch.float32)) == (
+        pytest.approx(plain.item())  # uniform logits: every row costs log 5
+    )

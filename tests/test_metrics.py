@@ -204,7 +204,7 @@ def test_evaluate_optional_columns_nan_when_absent():
     out = metrics.evaluate(_pairs())
     assert out["members"] == 2 and out["pairs"] == 6
     assert out["ndcg_at_10"] == pytest.approx((NDCG_A + NDCG_B) / 2)
-    for name in ("weighted_kappa", "kendall_tau_to_teacher", "ece"):
+    for name in ("weighted_kappa", "kendall_tau_to_teacher", "kl_to_teacher", "ece"):
         assert math.isnan(out[name])
 
 
@@ -219,46 +219,89 @@ def test_evaluate_by_matches_the_functions(random_pairs):
     assert first["ndcg_at_5"] == pytest.approx(metrics.ndcg_at_k(part, k=5))
     overall = table.iloc[-1]
     assert overall["pairs"] == len(random_pairs)
-    assert overall["weighted_kappa"] == pytest.approx(metrics.weighted_kappa(random_pairs))
+    assert overall["weighted_kappa"] == pytest.approx(
+        metrics.weighted_kappa(random_pairs, "true_grade", "grade")
+    )
     assert overall["ece"] == pytest.approx(metrics.expected_calibration_error(random_pairs))
     assert overall["auc_grade_ge_3"] == pytest.approx(metrics.auc(random_pairs))
 
 
-def test_bootstrap_ci(random_pairs):
-    low, high = metrics.bootstrap_ci(random_pairs, metrics.ndcg_at_k, n_boot=50, seed=1)
-    assert low < metrics.ndcg_at_k(random_pairs) < high
-    assert (low, high) == metrics.bootstrap_ci(random_pairs, metrics.ndcg_at_k, n_boot=50, seed=1)
-    # a member drawn twice counts as two members
-    n = random_pairs.member_id.nunique()
-    assert metrics.bootstrap_ci(random_pairs, lambda f: f.member_id.nunique(), 20) == (n, n)
-    assert metrics.bootstrap_ci(random_pairs, len, 20) != (len(random_pairs),) * 2
-    empty = metrics.bootstrap_ci(random_pairs.iloc[:0], metrics.ndcg_at_k)
-    assert all(math.isnan(v) for v in empty)
+def test_ndcg_by_member_is_what_ndcg_averages(random_pairs):
+    per_member = metrics.ndcg_by_member(random_pairs, k=5)
+    assert per_member.index.is_unique and per_member.between(0, 1).all()
+    assert per_member.mean() == pytest.approx(metrics.ndcg_at_k(random_pairs, k=5))
+    one = random_pairs[random_pairs.member_id == per_member.index[0]]
+    assert per_member.iloc[0] == pytest.approx(metrics.ndcg_at_k(one, k=5))
+
+
+def test_paired_bootstrap_sees_a_real_gain_and_not_a_null_one(random_pairs):
+    good = metrics.ndcg_by_member(random_pairs)
+    shuffled = random_pairs.assign(score=np.random.default_rng(3).permutation(random_pairs.score))
+    bad = metrics.ndcg_by_member(shuffled)
+    gain = metrics.paired_bootstrap(good, bad, n_boot=500, seed=1)
+    assert gain["estimate"] == pytest.approx(good.mean() - bad.mean())
+    assert 0 < gain["ci_low"] < gain["estimate"] < gain["ci_high"]
+    assert gain["members"] == random_pairs.member_id.nunique()
+    null = metrics.paired_bootstrap(good, good, n_boot=200)
+    assert null["ci_low"] == null["ci_high"] == 0  # pairing: identical models never differ
+    assert metrics.paired_bootstrap(good, bad, n_boot=500, seed=1) == gain  # seeded
+    ratio = metrics.paired_bootstrap(good, bad, statistic="ratio", n_boot=200)
+    assert ratio["estimate"] == pytest.approx(good.mean() / bad.mean())
+    # only members both sides have are compared
+    assert metrics.paired_bootstrap(good.iloc[:10], bad, n_boot=10)["members"] == 10
+    assert math.isnan(metrics.paired_bootstrap(good.iloc[:0], bad)["estimate"])
+    with pytest.raises(ValueError, match="statistic"):
+        metrics.paired_bootstrap(good, bad, statistic="mean")
+
+
+def test_kl_to_teacher_is_zero_on_itself_and_positive_otherwise():
+    t = [np.array([0.1, 0.2, 0.3, 0.2, 0.2]), np.array([1.0, 0, 0, 0, 0])]
+    p = [np.array([0.2, 0.2, 0.2, 0.2, 0.2]), np.array([0.5, 0.5, 0, 0, 0])]
+    same = pd.DataFrame({"grade_probs": t, "teacher_probs": t})
+    assert metrics.kl_to_teacher(same) == pytest.approx(0, abs=1e-9)
+    other = pd.DataFrame({"grade_probs": p, "teacher_probs": t})
+    want = np.mean([sum(a * np.log(a / b)) for a, b in ((t[0], p[0]), (t[1][:1], p[1][:1]))])
+    assert metrics.kl_to_teacher(other) == pytest.approx(want)
 
 
 # ---------------------------------------------------------------- report
 
 
-def test_report_smoke(tmp_path: Path, random_pairs):
-    untrained = random_pairs.drop(columns=["p_ge_3", "grade"]).assign(
-        score=np.random.default_rng(5).normal(size=len(random_pairs))
-    )
-    scored = {"untrained": untrained, "teacher": random_pairs, "student": random_pairs}
-    by_model = {m: metrics.evaluate_by(f) for m, f in scored.items()}
-    path = write_report(by_model, scored, tmp_path / "eval", "Eval 2026-01-01", n_boot=10)
-    text = path.read_text()
-    assert path == tmp_path / "eval" / "report.md" and text.startswith("# Eval 2026-01-01")
-    for png in ("scores.png", "calibration.png", "ndcg_by_stratum.png"):
-        assert f"]({png})" in text
-        assert (path.parent / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| untrained |" in text and "| overall |" in text and "n/a" in text
+def test_report_lists_every_model_and_comparison(tmp_path: Path, random_pairs):
+    import datetime as dt
 
-    only_scores = {"untrained": untrained}
-    out = write_report(
-        {"untrained": by_model["untrained"]}, only_scores, tmp_path / "b", "t", n_boot=5
+    from jobs.evaluate import comparisons_table, metrics_table
+
+    rng = np.random.default_rng(5)
+    probs = list(np.full((len(random_pairs), 5), 0.2))
+    frames = {
+        "student": random_pairs[["member_id", "job_id", "score", "grade"]].assign(
+            grade_probs=probs
+        ),
+        "teacher": random_pairs[["member_id", "job_id", "grade"]].assign(
+            score=random_pairs.true_grade + rng.normal(0, 0.5, len(random_pairs)),
+            grade_probs=probs,
+        ),
+        "prefilter": random_pairs[["member_id", "job_id"]].assign(
+            score=rng.normal(size=len(random_pairs))
+        ),
+    }
+    labels = random_pairs[["member_id", "job_id", "gold_grade", "true_grade"]].assign(
+        slice="band:" + random_pairs.stratum
     )
-    assert "calibration.png" not in out.read_text()
-    assert not (out.parent / "calibration.png").exists()
+    table = metrics_table(frames, labels)
+    assert set(table.model) == set(frames) and set(table.label_source) == {"gold", "truth"}
+    compared = comparisons_table(frames, labels, n_boot=50, seed=0)
+    assert set(compared.baseline) == {"prefilter", "teacher"}
+    assert set(compared[compared.baseline == "teacher"].statistic) == {"difference", "ratio"}
+    versions = {name: f"{name}-v1" for name in frames}
+    path = write_report(table, compared, tmp_path / "eval", dt.date(2026, 1, 1), versions)
+    text = path.read_text()
+    assert text.startswith("# policyrank evaluation 2026-01-01")
+    assert "| student |" in text and "| prefilter |" in text and "hidden true grades" in text
+    assert (path.parent / "ndcg.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    without_truth = metrics_table(frames, labels.assign(true_grade=np.nan))
+    assert set(without_truth.label_source) == {"gold"}
 
 
 # ---------------------------------------------------------------- data

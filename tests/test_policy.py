@@ -4,9 +4,9 @@ import re
 import pandas as pd
 import pytest
 
-from jobs import world
 from jobs.errors import PolicyrankError
 from jobs.policy import DEFAULT_POLICY, SEMVER, load_policy
+from sim import world
 
 
 def _headings(text: str) -> list[str]:

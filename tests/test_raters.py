@@ -2,9 +2,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import world
 from jobs.errors import PolicyrankError
-from jobs.raters import confusion_matrix, linear_weighted_kappa, rate_pairs, split_by_member
+from jobs.metrics import confusion_matrix, linear_weighted_kappa
+from sim import world
+from sim.raters import rate_pairs
 
 
 @pytest.fixture(scope="module")
@@ -158,29 +159,6 @@ def test_confusion_matrix_by_hand():
         confusion_matrix([5], [0])
     with pytest.raises(ValueError, match="vs"):
         confusion_matrix([0, 1], [0])
-
-
-# ---------------------------------------------------------------- split by member
-
-
-def test_split_is_stable_and_about_half():
-    ids = [f"m{i:07d}" for i in range(10000)]
-    split = split_by_member(ids, seed=5)
-    assert set(split) == {"heldout", "selection"}
-    assert 0.47 < (split == "heldout").mean() < 0.53
-    np.testing.assert_array_equal(split_by_member(ids[::-1], seed=5), split[::-1])
-    np.testing.assert_array_equal(split_by_member(ids[:100], seed=5), split[:100])
-    assert (split_by_member(ids, seed=6) != split).any()
-    assert 0.17 < (split_by_member(ids, 5, heldout_share=0.2) == "heldout").mean() < 0.23
-    assert (split_by_member(ids, 5, heldout_share=0.0) == "selection").all()
-    assert (split_by_member(ids, 5, heldout_share=1.0) == "heldout").all()
-
-
-def test_split_keeps_a_member_on_one_side(pairs):
-    members, _, _ = pairs
-    frame = pd.DataFrame({"member_id": members.entity_id})
-    frame["side"] = split_by_member(frame.member_id, seed=1)
-    assert (frame.groupby("member_id").side.nunique() == 1).all()
 
 
 # ---------------------------------------------------------------- planted prompt injections

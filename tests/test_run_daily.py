@@ -1,41 +1,28 @@
-"""End to end: run-daily on tiny data and a tiny model; idempotent reruns; one-line errors."""
+"""End to end: the daily run on a copy of the cookbook warehouse (a student in production, so
+no retraining) with an explicit scoring model; idempotent reruns; one-line errors."""
 
 import datetime as dt
+import shutil
 
 import pytest
 from deltalake import DeltaTable
 
 from jobs.cli import main
+from tests.conftest import cookbook_args
 
-DAY, OTHER_DAY = "2026-11-26", "2026-11-27"
+# The cookbook's own date stays untouched by runs of another one.
+COOKBOOK_DAY, DAY = "2026-11-26", "2026-11-28"
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory):
-    return tmp_path_factory.mktemp("warehouse")
+def warehouse(tmp_path_factory, cookbook):
+    copy = tmp_path_factory.mktemp("daily") / "warehouse"
+    shutil.copytree(cookbook, copy)
+    return copy
 
 
 def _args(warehouse, tiny_model, *extra):
-    return [
-        f"warehouse={warehouse}",
-        f"scoring.model_dir={tiny_model}",
-        "world.members=120",
-        "world.jobs=60",
-        "world.bad_row_share=0.05",
-        "world.partitions=2",
-        "scoring.top_n=3",
-        # the cookbook steps run too: keep their models tiny
-        f"teacher.fine_tune.base_model_dir={tiny_model}",
-        "teacher.fine_tune.epochs=1",
-        "student.n_layers=1",
-        "student.distill.epochs=1",
-        "eval.max_members=30",
-        # promote the first student, so reruns skip retraining (the gate has its own tests)
-        "gate.min_teacher_ndcg_share=0",
-        "gate.max_stratum_regression=10",
-        "gate.max_poor_match_rate=1",
-        *extra,
-    ]
+    return [*cookbook_args(warehouse), f"scoring.model_dir={tiny_model}", "scoring.top_n=3", *extra]
 
 
 def _day(spark, warehouse, table, day):
@@ -59,7 +46,7 @@ def test_run_daily_writes_reconciled_tables(spark, warehouse, first_run):
     cands, scores = first_run["candidates"], first_run["scores"]
     passed_members = members - q_in.get("members", 0)
     assert cands.member_id.nunique() <= passed_members
-    assert jobs == 60 and members == 120
+    assert jobs == 150 and members == 400
     # every candidate was scored (none quarantined at the score stage here)
     assert (q.stage == "score").sum() == 0
     assert scores.groupby("member_id").size().max() <= 3
@@ -81,8 +68,8 @@ def test_outputs_are_readable_by_spark_sql_and_deltalake(spark, warehouse, first
 
 
 def test_rerun_replaces_exactly_that_date(spark, warehouse, tiny_model, first_run):
-    main(["run-daily", "--date", OTHER_DAY, *_args(warehouse, tiny_model)])
-    other_before = _day(spark, warehouse, "scores", OTHER_DAY).toPandas()
+    other_before = _day(spark, warehouse, "scores", COOKBOOK_DAY).toPandas()
+    assert len(other_before)
     main(["run-daily", "--date", DAY, *_args(warehouse, tiny_model)])
     for table in ("candidates", "scores", "quarantine"):
         again = _day(spark, warehouse, table, DAY).toPandas()
@@ -95,7 +82,7 @@ def test_rerun_replaces_exactly_that_date(spark, warehouse, tiny_model, first_ru
     key = ["member_id", "job_id", "score", "rank"]
     before = first_run["scores"][key].sort_values(key[:2]).reset_index(drop=True)
     assert before.equals(scores[key].sort_values(key[:2]).reset_index(drop=True))
-    other_after = _day(spark, warehouse, "scores", OTHER_DAY).toPandas()
+    other_after = _day(spark, warehouse, "scores", COOKBOOK_DAY).toPandas()
     assert other_after.run_id.tolist() == other_before.run_id.tolist()
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from jobs import world
+from sim import world
 
 
 def _latents(**overrides):

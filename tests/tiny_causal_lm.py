@@ -12,7 +12,7 @@ import string
 from collections.abc import Iterable
 from pathlib import Path
 
-from jobs import world
+from sim import world
 from udfs.llm_judge import build_prefix, render_pair
 
 SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-from jobs import world
+from sim import world
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -39,5 +39,28 @@ def build_tiny_cross_encoder(dest: Path, *, num_labels: int = 1, seed: int = 0) 
         num_labels=num_labels,
     )
     BertForSequenceClassification(config).save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest
+
+
+def build_tiny_encoder(dest: Path, *, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide ``BertModel`` (a sentence encoder, no task head), same tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    dest.mkdir(parents=True, exist_ok=True)
+    vocab = dest / "vocab.txt"
+    vocab.write_text("\n".join(_vocab()) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(_vocab()),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
+    BertModel(config).save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     return dest

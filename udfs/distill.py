@@ -148,20 +148,30 @@ class DistillationLoss(torch.nn.Module):
         return f"ranking_weight={self.ranking_weight}"
 
 
-def truncated_student(teacher_dir: str | Path, n_layers: int):
+def truncated_student(teacher_dir: str | Path, n_layers: int, num_labels: int | None = None):
     """Load the teacher from ``teacher_dir`` and keep its embeddings, its first ``n_layers``
     encoder layers, pooler and classifier, with their weights (a warm start); returns
     ``(model, tokenizer)`` with ``config.num_hidden_layers == n_layers``, so ``save_pretrained``
-    writes a model that reloads as is.
+    writes a model that reloads as is. ``num_labels`` gives a base model (no grade head) a
+    fresh head of that size.
 
     BERT-family models only (the base model has ``encoder.layer``, a ``ModuleList``: BERT,
     MiniLM, RoBERTa, ...); anything else, or ``n_layers`` outside ``1..teacher layers``, raises
     ``ValueError``.
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     path = Path(teacher_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(path, local_files_only=True)
+    extra = {} if num_labels is None else {"num_labels": num_labels}
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a base model's fresh head is expected here
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, local_files_only=True, ignore_mismatched_sizes=True, **extra
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
     base = getattr(model, model.base_model_prefix, None)
     layers = getattr(getattr(base, "encoder", None), "layer", None)
     if not isinstance(layers, torch.nn.ModuleList):

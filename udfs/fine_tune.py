@@ -2,7 +2,10 @@
 
 The loss is the cross-entropy between target grade distributions and the model's softmax
 (``-sum_g t_g log p_g``), i.e. KL divergence up to the targets' constant entropy; with one-hot
-targets it is ordinary cross-entropy. Seeded: the same data, config and seed give the same model.
+targets it is ordinary cross-entropy. Gold labels are mostly grade 1 (a judge that always says 1
+agrees with most of them), so with ``balance_grades`` each epoch draws rows with probability
+``~ 1 / sqrt(count of the row's grade)`` and weighs each row's loss the same way: rare grades
+are seen and count. Seeded: the same data, config and seed give the same model.
 """
 
 from __future__ import annotations
@@ -22,13 +25,25 @@ class FineTuneConfig:
     warmup_share: float = 0.1
     seed: int = 0
     max_length: int = 256
+    balance_grades: bool = True
 
 
-def soft_cross_entropy(logits, targets):
-    """Mean over rows of ``-sum_g targets[g] * log_softmax(logits)[g]``."""
+def grade_weights(targets: np.ndarray) -> np.ndarray:
+    """Per row, ``1 / sqrt(n_g)`` for the row's most likely grade ``g`` (``n_g`` rows share it),
+    scaled to mean 1."""
+    grade = np.asarray(targets).argmax(axis=1)
+    counts = np.bincount(grade, minlength=np.shape(targets)[1]).astype(float)
+    weights = 1.0 / np.sqrt(counts[grade])
+    return weights / weights.mean()
+
+
+def soft_cross_entropy(logits, targets, weights=None):
+    """Mean over rows of ``-sum_g targets[g] * log_softmax(logits)[g]``, each row times
+    ``weights`` when given."""
     import torch
 
-    return -(targets * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+    per_row = -(targets * torch.log_softmax(logits, dim=-1)).sum(dim=-1)
+    return per_row.mean() if weights is None else (per_row * weights).mean()
 
 
 def warmup_then_linear_decay(optimizer, total: int, warmup_share: float):
@@ -67,6 +82,9 @@ def fine_tune(
     rng = np.random.default_rng(config.seed)
     enc = tokenizer(list(first), list(second), truncation=True, max_length=config.max_length)
     target_t = torch.as_tensor(targets, dtype=torch.float32)
+    weights = grade_weights(targets) if config.balance_grades else np.ones(len(first))
+    weight_t = torch.as_tensor(weights, dtype=torch.float32)
+    draw = weights / weights.sum()
     steps_per_epoch = math.ceil(len(first) / config.batch_size)
     total = steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
@@ -75,13 +93,19 @@ def fine_tune(
     epoch_losses = []
     bar = tqdm(total=total, desc="fine-tune", unit="step", disable=not show_progress)
     for _ in range(config.epochs):
-        order = rng.permutation(len(first))
+        order = (
+            rng.choice(len(first), size=len(first), p=draw)
+            if config.balance_grades
+            else rng.permutation(len(first))
+        )
         running = []
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
             batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
             batch = {k: v.to(device) for k, v in batch.items()}
-            loss = soft_cross_entropy(model(**batch).logits, target_t[idx].to(device))
+            loss = soft_cross_entropy(
+                model(**batch).logits, target_t[idx].to(device), weight_t[idx].to(device)
+            )
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

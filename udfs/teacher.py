@@ -1,10 +1,16 @@
-"""One teacher interface, two backends: each grades (member, job) text pairs into a distribution
+"""One grading interface, several backends: each grades (member, job) rows into a distribution
 over the policy's 0-4 grades (:class:`udfs.grades.GradeDistribution`).
 
-* ``cross_encoder`` -- the fine-tuned judge: a sequence-classification model with a 5-way grade
-  head (the offline default; see ``jobs/judge.py`` for how it is trained on gold labels).
-* ``llm`` -- the LLM judge: a causal LM reading the whole policy as a cached prefix
-  (:mod:`udfs.llm_judge`); the production path when judge weights are available.
+Backends (``TeacherConfig.backend``), each loaded by name from :data:`BACKENDS`:
+
+* ``llm`` -- a causal LM reading the whole policy as a cached prefix (:mod:`udfs.llm_judge`);
+  the production path when judge weights are available. ``vllm`` is the same judge on vLLM's
+  prefix caching (CUDA and vLLM installed).
+* ``cross_encoder`` -- a sequence-classification model with a 5-way grade head: the fine-tuned
+  judge (``policyrank train-judge``) or a cross-encoder student.
+* ``field_student`` -- the default student (:mod:`udfs.field_student`).
+* ``simulated`` -- the simulator's stand-in for an LLM judge (``sim.judge``), for the demo and
+  tests only. It is named here as an import path, never imported by production code.
 
 Spark-free; ``udfs/teacher_udf.py`` is the pandas UDF over it.
 """
@@ -12,26 +18,26 @@ Spark-free; ``udfs/teacher_udf.py`` is the pandas UDF over it.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from udfs.cross_encoder import CrossEncoderScorer
 from udfs.devices import Placement, choose_placement
 from udfs.grades import GRADES, GradeDistribution
-from udfs.pair_text import render
-
-BACKENDS = ("cross_encoder", "llm")
+from udfs.pair_text import render, template_fields
 
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """Everything that decides a teacher's grades; picklable, so it travels in the UDF closure."""
+    """Everything that decides a grade model's grades; picklable, so it travels in the UDF
+    closure. ``member_fields``/``job_fields`` (when set) replace the templates' fields as the
+    columns the model reads."""
 
     backend: str
     model_dir: str
@@ -41,17 +47,25 @@ class TeacherConfig:
     max_length: int = 256
     token_budget: int = 8192
     cpu_threads: int = 1
+    member_fields: tuple[str, ...] = ()
+    job_fields: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
-            raise ValueError(f"teacher backend {self.backend!r} is not one of {BACKENDS}")
+            raise ValueError(f"teacher backend {self.backend!r} is not one of {tuple(BACKENDS)}")
+
+    def fields(self) -> tuple[list[str], list[str]]:
+        """The member and job columns the model reads (ids are added by the caller)."""
+        member = list(self.member_fields) or template_fields(self.member_template)
+        job = list(self.job_fields) or template_fields(self.job_template)
+        return member, job
 
     @property
     def prompt_hash(self) -> str:
         """Hash of everything that shapes the prompt (templates, policy, prompt layout): labels
         made under a different hash are different labels and are not reused."""
         fields = {k: v for k, v in asdict(self).items() if k not in ("model_dir", "cpu_threads")}
-        if self.backend == "llm":
+        if self.backend in ("llm", "vllm"):
             from udfs.llm_judge import build_prefix, render_pair
 
             fields["prefix"] = build_prefix(self.policy_text)
@@ -61,15 +75,27 @@ class TeacherConfig:
 
 
 class Teacher(Protocol):
-    def grade(self, member_texts: Sequence[str], job_texts: Sequence[str]) -> GradeDistribution:
-        """Grade distribution of each (member_texts[i], job_texts[i]) pair, in input order."""
+    def grade_rows(self, members: pd.DataFrame, jobs: pd.DataFrame) -> GradeDistribution:
+        """Grade distribution of each aligned (members.iloc[i], jobs.iloc[i]) pair."""
         ...
+
+
+class TextJudge:
+    """A judge that reads rendered text: renders each row with the config's templates."""
+
+    def __init__(self, inner, member_template: str, job_template: str):
+        self.inner, self.member_template, self.job_template = inner, member_template, job_template
+
+    def grade_rows(self, members: pd.DataFrame, jobs: pd.DataFrame) -> GradeDistribution:
+        return self.inner.grade(
+            render(self.member_template, members), render(self.job_template, jobs)
+        )
 
 
 class CrossEncoderJudge:
     """A cross-encoder whose head has one logit per grade: softmax gives p(grade)."""
 
-    def __init__(self, scorer: CrossEncoderScorer):
+    def __init__(self, scorer):
         n = scorer.model.config.num_labels
         if n != len(GRADES):
             raise ValueError(f"a grade judge needs {len(GRADES)} labels, the model has {n}")
@@ -79,18 +105,19 @@ class CrossEncoderJudge:
         return GradeDistribution.from_logits(self.scorer.logits(member_texts, job_texts))
 
 
-def load_teacher(config: TeacherConfig, placement: Placement) -> Teacher:
-    if config.backend == "llm":
-        from udfs.llm_judge import LLMJudge
+class FieldStudentJudge:
+    """The field student as a grade model."""
 
-        return LLMJudge.load(
-            config.model_dir,
-            config.policy_text,
-            placement,
-            token_budget=config.token_budget,
-            max_pair_tokens=config.max_length,
-            cpu_threads=config.cpu_threads,
-        )
+    def __init__(self, student):
+        self.student = student
+
+    def grade_rows(self, members: pd.DataFrame, jobs: pd.DataFrame) -> GradeDistribution:
+        return GradeDistribution.from_logits(self.student.logits(members, jobs))
+
+
+def _cross_encoder(config: TeacherConfig, placement: Placement) -> Teacher:
+    from udfs.cross_encoder import CrossEncoderScorer
+
     scorer = CrossEncoderScorer.load(
         config.model_dir,
         placement,
@@ -98,29 +125,86 @@ def load_teacher(config: TeacherConfig, placement: Placement) -> Teacher:
         token_budget=config.token_budget,
         cpu_threads=config.cpu_threads,
     )
-    return CrossEncoderJudge(scorer)
+    return TextJudge(CrossEncoderJudge(scorer), config.member_template, config.job_template)
 
 
-def grade_frames(
-    teacher: Teacher, config: TeacherConfig, members: pd.DataFrame, jobs: pd.DataFrame
-) -> GradeDistribution:
-    """Render member/job fields with the config's templates, then grade."""
-    return teacher.grade(render(config.member_template, members), render(config.job_template, jobs))
+def _llm(config: TeacherConfig, placement: Placement) -> Teacher:
+    from udfs.llm_judge import LLMJudge
+
+    judge = LLMJudge.load(
+        config.model_dir,
+        config.policy_text,
+        placement,
+        token_budget=config.token_budget,
+        max_pair_tokens=config.max_length,
+        cpu_threads=config.cpu_threads,
+    )
+    return TextJudge(judge, config.member_template, config.job_template)
+
+
+def _vllm(config: TeacherConfig, placement: Placement) -> Teacher:
+    from udfs.llm_judge import VLLMJudge
+
+    judge = VLLMJudge.load(config.model_dir, config.policy_text, max_pair_tokens=config.max_length)
+    return TextJudge(judge, config.member_template, config.job_template)
+
+
+def _field_student(config: TeacherConfig, placement: Placement) -> Teacher:
+    import torch
+
+    from udfs.field_student import FieldStudent
+
+    if placement.device == "cpu":
+        torch.set_num_threads(max(1, config.cpu_threads))
+    return FieldStudentJudge(FieldStudent.load(config.model_dir, device=placement.device))
+
+
+def _simulated(config: TeacherConfig, placement: Placement) -> Teacher:
+    # The simulator is its own package: looked up by name so production never imports it.
+    return importlib.import_module("sim.judge").load_judge(config.model_dir)
+
+
+BACKENDS: dict[str, Callable[[TeacherConfig, Placement], Teacher]] = {
+    "llm": _llm,
+    "vllm": _vllm,
+    "cross_encoder": _cross_encoder,
+    "field_student": _field_student,
+    "simulated": _simulated,
+}
+
+
+def load_teacher(config: TeacherConfig, placement: Placement) -> Teacher:
+    return BACKENDS[config.backend](config, placement)
+
+
+def grade_frames(teacher: Teacher, members: pd.DataFrame, jobs: pd.DataFrame) -> GradeDistribution:
+    """Grade aligned member and job rows (the columns of :meth:`TeacherConfig.fields`)."""
+    return teacher.grade_rows(members.reset_index(drop=True), jobs.reset_index(drop=True))
 
 
 _TEACHERS: dict[tuple, Teacher] = {}
 
 
 def teacher_for(config: TeacherConfig, gpu_addresses: Sequence[str]) -> Teacher:
-    """The worker's cached teacher for ``config`` on the device these GPU addresses give."""
+    """The worker's cached grade model for ``config`` on the device these GPU addresses give,
+    keyed by the folder's content version, so a model replaced in place is reloaded."""
     import torch
 
     placement = choose_placement(gpu_addresses, torch.cuda.is_available())
-    key = (config, placement.device, placement.dtype_name)
+    key = (config, _folder_stamp(config.model_dir), placement.device, placement.dtype_name)
     if key not in _TEACHERS:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         _TEACHERS[key] = load_teacher(config, placement)
     return _TEACHERS[key]
+
+
+def _folder_stamp(model_dir: str) -> tuple:
+    """(name, size, mtime) of the folder's files: cheap, and changes when a file is replaced."""
+    try:
+        entries = sorted(os.scandir(model_dir), key=lambda e: e.name)
+    except OSError:
+        return ()
+    return tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
 
 
 def distribution_frame(dist: GradeDistribution) -> pd.DataFrame:

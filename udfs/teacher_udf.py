@@ -24,8 +24,9 @@ LABEL_TYPE = T.StructType(
 def teacher_labels_udf(config: TeacherConfig):
     """Build a pandas UDF that grades (member, job) pairs with the teacher in ``config``.
 
-    Takes two struct columns, the member's and the job's fields (the names the config's
-    templates use), and returns a struct ``grade_probs`` (p of grades 0-4), ``expected_grade``,
+    Takes two struct columns, the member's and the job's fields (``config.fields()`` plus the
+    ``member_id``/``job_id`` keys), and returns a struct ``grade_probs`` (p of grades 0-4),
+    ``expected_grade``,
     ``grade`` (argmax) and ``entropy``. Like the scoring UDF, each Python worker loads the teacher
     once, on the GPU its task was given when CUDA is present, and keeps it across tasks.
 
@@ -42,6 +43,6 @@ def teacher_labels_udf(config: TeacherConfig):
     ) -> Iterator[pd.DataFrame]:
         teacher = teacher_for(config, task_gpu_addresses())
         for members, jobs in batches:
-            yield distribution_frame(grade_frames(teacher, config, members, jobs))
+            yield distribution_frame(grade_frames(teacher, members, jobs))
 
     return teacher_labels

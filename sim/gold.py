@@ -1,9 +1,12 @@
-"""`policyrank gold`: simulated human gold labels over a stratified gold sample.
+"""`policyrank gold` (simulator): simulated human gold labels over a gold sample.
 
-No human raters exist here, so the synthetic world supplies them: :func:`jobs.raters.rate_pairs`
+No human raters exist here, so the synthetic world supplies them: :func:`sim.raters.rate_pairs`
 applies the policy's rules to the hidden attributes (``truth``) with rater noise and
-disagreement. The gold sample is drawn like the teacher's sample (:func:`jobs.sample.sample_pairs`)
-with its own seed, and split into a selection half and a held-out half by member.
+disagreement. The gold sample is drawn like the teacher's (:func:`jobs.sample.sample_pairs`:
+whole candidate lists of drawn members, plus random pairs and hard negatives) with its own seed,
+so held-out members' lists carry gold grades to rank against. Besides ``gold_labels`` (what a
+real warehouse would hold) it writes ``true_grades``, the hidden truth of the same pairs, which
+evaluation reports beside the gold figures.
 """
 
 from __future__ import annotations
@@ -15,18 +18,19 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import raters, world
+from jobs.candidates import candidate_pairs
 from jobs.policy import load_policy
 from jobs.runlog import log
 from jobs.sample import sample_pairs
 from jobs.settings import GoldSettings, Settings
 from jobs.tables_io import overwrite_snapshot, read_table
 from jobs.validation import INPUTS_HINT, read_validated
-from schemas.tables import CANDIDATES, GOLD_LABELS, TRUTH
+from schemas.tables import GOLD_LABELS, TRUE_GRADES, TRUTH
+from sim import raters, world
 
 
 def gold_labels(pairs: pd.DataFrame, truth: pd.DataFrame, conf: GoldSettings) -> pd.DataFrame:
-    """Rater grades, gold grade, agreement and split for sampled ``pairs`` (pure pandas).
+    """Rater grades, gold grade, agreement and true grade for sampled ``pairs`` (pure pandas).
 
     ``pairs`` holds ``member_id, job_id, source, stratum, policy_bucket`` and the free text
     (``summary``, ``headline``, ``title``, ``description``) used to flag planted injections.
@@ -40,7 +44,7 @@ def gold_labels(pairs: pd.DataFrame, truth: pd.DataFrame, conf: GoldSettings) ->
         n_raters=conf.n_raters,
         noise=conf.rater_noise,
         disagreement=conf.rater_disagreement,
-        seed=conf.sampling.seed,
+        seed=conf.seed,
     )
     text = pairs[["headline", "summary", "title", "description"]].fillna("")
     injected = np.array(
@@ -52,15 +56,15 @@ def gold_labels(pairs: pd.DataFrame, truth: pd.DataFrame, conf: GoldSettings) ->
     out["rater_grades"] = [list(map(int, g)) for g in rated.rater_grades]
     out["gold_grade"] = rated.gold_grade.astype("int32").to_numpy()
     out["rater_agreement"] = rated.rater_agreement.astype(float).to_numpy()
+    out["true_grade"] = rated.true_grade.astype("int32").to_numpy()
     out["injected"] = injected
-    out["split"] = raters.split_by_member(out.member_id, conf.sampling.seed, conf.heldout_share)
     return out
 
 
-def sampled_with_text(
-    candidates: DataFrame, members: DataFrame, jobs: DataFrame, conf: GoldSettings
-) -> pd.DataFrame:
-    pairs = sample_pairs(candidates, members, jobs, conf.sampling)
+def sampled_with_text(members: DataFrame, jobs: DataFrame, settings: Settings) -> pd.DataFrame:
+    """The gold sample: the candidate lists policyrank's own candidate step would give."""
+    candidates = candidate_pairs(members, jobs, settings.candidates)
+    pairs = sample_pairs(candidates, members, jobs, settings.gold.sampling)
     return (
         pairs.join(members.select("member_id", "headline", "summary"), "member_id")
         .join(jobs.select("job_id", "title", "description"), "job_id")
@@ -70,12 +74,8 @@ def sampled_with_text(
 
 def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
     policy = load_policy(settings.teacher.policy_path)
-    hint = "run `policyrank candidates --date D` first"
-    candidates = read_table(spark, settings.table_path("candidates"), CANDIDATES, hint=hint).where(
-        F.col("run_date") == run_date
-    )
     members, jobs = read_validated(spark, settings)
-    pairs = sampled_with_text(candidates, members, jobs, settings.gold)
+    pairs = sampled_with_text(members, jobs, settings)
     ids = pd.concat([pairs.member_id, pairs.job_id]).unique().tolist()
     truth = (
         read_table(spark, settings.table_path("truth"), TRUTH, hint=INPUTS_HINT)
@@ -85,17 +85,16 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
     labels = gold_labels(pairs, truth, settings.gold)
     labels["policy_version"] = policy.version
     labels["run_id"] = run_id
-    path = settings.table_path("gold_labels")
-    frame = spark.createDataFrame(labels[GOLD_LABELS.names], GOLD_LABELS.spark_schema())
-    overwrite_snapshot(frame, path, GOLD_LABELS, run_id=run_id)
-    split = labels.split.value_counts().to_dict()
+    for table, frame in ((GOLD_LABELS, labels), (TRUE_GRADES, labels)):
+        out = spark.createDataFrame(frame[table.names], table.spark_schema())
+        overwrite_snapshot(out, settings.table_path(table.name), table, run_id=run_id)
     log(
-        f"gold: {len(labels):,} gold pairs under policy {policy.version} "
-        f"(selection {split.get('selection', 0):,}, heldout {split.get('heldout', 0):,}, "
-        f"injected {int(labels.injected.sum()):,}; mean rater agreement "
-        f"{labels.rater_agreement.mean():.3f}) -> {path}"
+        f"gold (simulated raters): {len(labels):,} gold pairs of "
+        f"{labels.member_id.nunique():,} members under policy {policy.version} (injected "
+        f"{int(labels.injected.sum()):,}; mean rater agreement "
+        f"{labels.rater_agreement.mean():.3f}) -> {settings.table_path('gold_labels')}"
     )
-    return {"gold_pairs": len(labels), **split}
+    return {"gold_pairs": len(labels), "gold_members": int(labels.member_id.nunique())}
 
 
 if __name__ == "__main__":

@@ -444,14 +444,11 @@ def _corrupt(
 # ---------------------------------------------------------------- the gold grade
 
 
-def true_grade(member: pd.DataFrame, job: pd.DataFrame) -> np.ndarray:
-    """The true 0-4 grade of each aligned (member, job) row pair, from ``truth`` latents.
-
-    Weighs occupation (0.35), skills coverage (0.40) and seniority fit (0.25), then applies the
-    policy's caps: a different occupation family, an incompatible location/remote setup or a
-    missing work authorization without sponsorship cap the grade at 1; a seniority gap of two or
-    more levels caps it at 2.
-    """
+def grade_parts(member: pd.DataFrame, job: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The policy's dimensions for each aligned (member, job) row pair, from ``truth`` latents:
+    ``occupation`` (1 same, 0.5 same family, 0 other), ``coverage`` (share of the job's skills
+    the member has), ``gap`` (seniority levels apart), ``location_ok`` and ``authorized``
+    (work authorization or visa sponsorship)."""
     m, j = member.reset_index(drop=True), job.reset_index(drop=True)
     occupation = np.where(
         m.occupation == j.occupation, 1.0, np.where(m.family == j.family, 0.5, 0.0)
@@ -460,17 +457,44 @@ def true_grade(member: pd.DataFrame, job: pd.DataFrame) -> np.ndarray:
         [len(set(a) & set(b)) / max(len(b), 1) for a, b in zip(m.skills, j.skills, strict=True)]
     )
     gap = np.abs(m.seniority_level.to_numpy() - j.seniority_level.to_numpy())
-    seniority = np.select([gap == 0, gap == 1], [1.0, 0.5], 0.0)
-    grade = np.rint(4 * (0.35 * occupation + 0.40 * coverage + 0.25 * seniority))
     same_region = (m.region == j.region).to_numpy()
     job_remote = (j.workplace == "remote").to_numpy()
     member_remote_only = (m.workplace == "remote").to_numpy()
     location_ok = job_remote | (same_region & ~member_remote_only)
-    authorized = np.array([c in a for c, a in zip(j.country, m.work_authorization, strict=True)])
-    hard_ok = authorized | j.visa_sponsorship.to_numpy(dtype=bool)
-    capped = np.where((occupation == 0) | ~location_ok | ~hard_ok, np.minimum(grade, 1), grade)
-    capped = np.where(gap >= 2, np.minimum(capped, 2), capped)
-    return capped.astype("int8")
+    allowed = np.array([c in a for c, a in zip(j.country, m.work_authorization, strict=True)])
+    authorized = allowed | j.visa_sponsorship.to_numpy(dtype=bool)
+    return {
+        "occupation": occupation,
+        "coverage": coverage,
+        "gap": gap,
+        "location_ok": location_ok,
+        "authorized": authorized,
+    }
+
+
+def weighted_grade(parts: dict[str, np.ndarray]) -> np.ndarray:
+    """The policy's weighted score on the 0-4 scale, before caps (continuous)."""
+    seniority = np.select([parts["gap"] == 0, parts["gap"] == 1], [1.0, 0.5], 0.0)
+    return 4 * (0.35 * parts["occupation"] + 0.40 * parts["coverage"] + 0.25 * seniority)
+
+
+def apply_caps(grade: np.ndarray, parts: dict[str, np.ndarray]) -> np.ndarray:
+    """A different occupation family, an incompatible location/remote setup or a missing work
+    authorization without sponsorship cap the grade at 1; a seniority gap of two or more levels
+    caps it at 2."""
+    hard_miss = (parts["occupation"] == 0) | ~parts["location_ok"] | ~parts["authorized"]
+    capped = np.where(hard_miss, np.minimum(grade, 1), grade)
+    return np.where(parts["gap"] >= 2, np.minimum(capped, 2), capped)
+
+
+def true_grade(member: pd.DataFrame, job: pd.DataFrame) -> np.ndarray:
+    """The true 0-4 grade of each aligned (member, job) row pair, from ``truth`` latents.
+
+    Weighs occupation (0.35), skills coverage (0.40) and seniority fit (0.25), rounds, then
+    applies the policy's caps (:func:`apply_caps`).
+    """
+    parts = grade_parts(member, job)
+    return apply_caps(np.rint(weighted_grade(parts)), parts).astype("int8")
 
 
 def good_pairs(truth: pd.DataFrame, member_ids, job_ids, min_grade: int = 3) -> pd.DataFrame:

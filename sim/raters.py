@@ -2,20 +2,20 @@
 
 Pure pandas/numpy. Every random choice is a hash of ``(seed, pair key, rater slot, purpose)``, never
 a draw from a shared stream, so a pair gets the same grades whatever else is rated with it, in
-whatever order or batching. Also here: the member-level selection/held-out split and the agreement
-statistics (linear weighted kappa, confusion matrix) used by the calibration report.
+whatever order or batching. The agreement statistics (weighted kappa, confusion) are production
+code and live in :mod:`jobs.metrics`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from jobs import world
 from jobs.errors import PolicyrankError
+from sim import world
 
 N_GRADES = 5
 RATER_COLUMNS = ["pair_key", "rater_grades", "gold_grade", "true_grade", "rater_agreement"]
@@ -103,66 +103,6 @@ def rate_pairs(
             "rater_agreement": (grades == gold[:, None]).mean(axis=1),
         }
     )
-
-
-def split_by_member(member_ids: Iterable[str], seed: int, heldout_share: float = 0.5) -> np.ndarray:
-    """``'heldout'`` or ``'selection'`` for each member id: ``heldout`` when a uniform hashed from
-    ``(seed, member id)`` is below ``heldout_share``. Stable per member (independent of order and
-    of the other ids), so all pairs of a member land on the same side."""
-    if not 0.0 <= float(heldout_share) <= 1.0:
-        raise PolicyrankError(f"heldout_share must be in [0, 1], got {heldout_share!r}")
-    ids = [str(m) for m in member_ids]
-    if not ids:
-        return np.array([], dtype="<U9")
-    u = _uniform(_hash64(ids, seed, "split"), 0, 0)
-    return np.where(u < heldout_share, "heldout", "selection")
-
-
-# ---------------------------------------------------------------- agreement statistics
-
-
-def confusion_matrix(a, b, n_classes: int = N_GRADES) -> np.ndarray:
-    """Counts ``C[i, j]`` of pairs with ``a == i`` and ``b == j`` (rows: ``a``, columns: ``b``),
-    as an ``(n_classes, n_classes)`` int64 array."""
-    x, y = _classes(a, n_classes, "a"), _classes(b, n_classes, "b")
-    if len(x) != len(y):
-        raise ValueError(f"confusion_matrix: {len(x)} vs {len(y)} labels")
-    return np.bincount(x * n_classes + y, minlength=n_classes * n_classes).reshape(
-        n_classes, n_classes
-    )
-
-
-def linear_weighted_kappa(a, b, n_classes: int = N_GRADES) -> float:
-    """Cohen's kappa with linear weights ``|i - j| / (n_classes - 1)``:
-    ``1 - sum(w * observed) / sum(w * expected)``, ``expected`` being the outer product of the two
-    marginal distributions. 1 is perfect agreement, 0 chance level, below 0 worse than chance.
-    NaN for no pairs; 1.0 when both sides use one and the same class throughout (no
-    disagreement is possible, and none is observed)."""
-    counts = confusion_matrix(a, b, n_classes).astype(float)
-    total = counts.sum()
-    if total == 0:
-        return float("nan")
-    observed = counts / total
-    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0))
-    idx = np.arange(n_classes)
-    weights = np.abs(idx[:, None] - idx[None, :]) / max(n_classes - 1, 1)
-    disagree_expected = float((weights * expected).sum())
-    if disagree_expected == 0.0:
-        return 1.0
-    return 1.0 - float((weights * observed).sum()) / disagree_expected
-
-
-def _classes(values, n_classes: int, name: str) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        arr = arr.reshape(-1)
-    fractional = arr.size and not np.issubdtype(arr.dtype, np.integer)
-    if fractional and not np.all(np.mod(arr.astype(float), 1) == 0):
-        raise ValueError(f"{name}: grades must be integers")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
-        raise ValueError(f"{name}: grades must be in 0..{n_classes - 1}")
-    return arr
 
 
 # ---------------------------------------------------------------- hashing

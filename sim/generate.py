@@ -1,4 +1,4 @@
-"""`policyrank generate`: write the synthetic world (members, jobs, truth) as Delta tables."""
+"""`policyrank generate` (simulator): write the world (members, jobs, truth) as Delta tables."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs import world
 from jobs.runlog import log
 from jobs.settings import Settings, WorldSettings
 from jobs.tables_io import overwrite_snapshot
 from schemas.tables import JOBS, MEMBERS, TRUTH
+from sim import world
 
 
 def generate_world(spark: SparkSession, conf: WorldSettings) -> dict[str, DataFrame]:

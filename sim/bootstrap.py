@@ -1,0 +1,33 @@
+"""The demo's inputs, made by the simulator when they are missing (``world.generate_if_missing``):
+the world (``members``, ``jobs``, ``truth``), gold labels with their true grades, and the
+simulated judge's folder. `policyrank run-daily` calls this before the production steps."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import SparkSession
+
+from jobs.runlog import log
+from jobs.settings import Settings
+from jobs.tables_io import table_exists
+from sim import generate, gold
+from sim.judge import DEFAULT_DIR, JudgeProfile, write_judge
+
+
+def prepare(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
+    summary: dict = {}
+    inputs = [settings.table_path(t) for t in ("members", "jobs", "truth")]
+    if not all(table_exists(spark, p) for p in inputs):
+        log("simulator: no members/jobs tables yet; generating the sample world")
+        summary["generate"] = generate.run(spark, settings, run_id=run_id)
+    if not table_exists(spark, settings.table_path("gold_labels")):
+        log("simulator: no gold labels yet; simulated raters grade a gold sample")
+        summary["gold"] = gold.run(spark, settings, run_date, run_id=run_id)
+    if settings.teacher.backend == "simulated" and not settings.teacher.model_dir:
+        folder = settings.models_dir / DEFAULT_DIR
+        if not (folder / "judge.json").is_file():
+            profile = JudgeProfile(**vars(settings.teacher.simulated))
+            write_judge(folder, settings.table_path("truth"), profile)
+            log(f"simulator: simulated LLM judge (stand-in, reads the hidden truth) -> {folder}")
+    return summary

