@@ -87,6 +87,7 @@ def _plot(overall: pd.DataFrame, path: Path) -> None:
 
     pivot = overall.pivot_table(index="model", columns="label_source", values="ndcg_at_10")
     pivot = pivot.reindex([m for m in _ORDER if m in pivot.index])
+    pivot = pivot.rename(columns={"gold": "held-out gold", "truth": "hidden truth (simulator)"})
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     pivot.plot.bar(ax=ax, rot=0)
     ax.set_ylabel("NDCG@10")

@@ -322,7 +322,15 @@ def calibrate(spark: SparkSession, settings: Settings, run_date: dt.date, *, run
         rows[key] = value
     frame = spark.createDataFrame(rows[JUDGE_CALIBRATION.names], JUDGE_CALIBRATION.spark_schema())
     path = settings.table_path("judge_calibration")
-    replace_run_date(frame, path, JUDGE_CALIBRATION, run_date, run_id=run_id)
+    # Replace this teacher's rows of the date only: several judges may be calibrated a day.
+    replace_run_date(
+        frame,
+        path,
+        JUDGE_CALIBRATION,
+        run_date,
+        run_id=run_id,
+        where=f"teacher_model_id = '{teacher_id}'",
+    )
     overall = rows.set_index("slice").loc["overall"]
     log(f"calibrate: {teacher_id} vs {int(overall.pairs):,} held-out gold pairs -> {path}")
     return {"table": rows, "teacher_model_id": teacher_id}

