@@ -21,32 +21,21 @@ def _vocab() -> list[str]:
 
 def build_tiny_cross_encoder(dest: Path, *, num_labels: int = 1, seed: int = 0) -> Path:
     """A 2-layer, 32-wide BERT cross-encoder with a WordPiece tokenizer over a small vocab."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertForSequenceClassification
 
-    dest.mkdir(parents=True, exist_ok=True)
-    vocab = dest / "vocab.txt"
-    vocab.write_text("\n".join(_vocab()) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(_vocab()),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=512,
-        num_labels=num_labels,
-    )
-    BertForSequenceClassification(config).save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
-    return dest
+    return _build(dest, BertForSequenceClassification, seed, num_labels=num_labels)
 
 
 def build_tiny_encoder(dest: Path, *, seed: int = 0) -> Path:
     """A 2-layer, 32-wide ``BertModel`` (a sentence encoder, no task head), same tokenizer."""
+    from transformers import BertModel
+
+    return _build(dest, BertModel, seed)
+
+
+def _build(dest: Path, model_class, seed: int, **config_kwargs) -> Path:
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertTokenizerFast
 
     dest.mkdir(parents=True, exist_ok=True)
     vocab = dest / "vocab.txt"
@@ -60,7 +49,8 @@ def build_tiny_encoder(dest: Path, *, seed: int = 0) -> Path:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=512,
+        **config_kwargs,
     )
-    BertModel(config).save_pretrained(dest)
+    model_class(config).save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     return dest
