@@ -128,7 +128,7 @@ def train_judge(spark: SparkSession, settings: Settings, *, run_id: str) -> dict
     conf = FineTuneConfig(max_length=t.max_length, **tune)
     torch.set_num_threads(os.cpu_count() or 1)
     log(
-        f"train-judge: fine-tuning {Path(base).name} + 5-way head on {len(rows):,} gold pairs "
+        f"train-judge: fine-tuning {base} + 5-way head on {len(rows):,} gold pairs "
         f"(policy {policy.version}, gold table version {gold_version}), {conf}"
     )
     torch.manual_seed(conf.seed)
