@@ -67,6 +67,7 @@ class Result:
     warmup_seconds: float
     padded_tokens: int
     scores: np.ndarray
+    model: str = "6-layer"  # only paths over the same model are compared for agreement
 
 
 def say(message: str) -> None:
@@ -244,6 +245,19 @@ def run_spark(scored, n: int) -> tuple[float, float, np.ndarray]:
     return warm, seconds, scores
 
 
+def three_layer_student(model_dir: Path) -> Path:
+    """The model's first 3 layers (``udfs.distill.truncated_student``), built once beside it:
+    the cross-encoder student's shape."""
+    from udfs.distill import truncated_student
+
+    dest = model_dir.with_name(model_dir.name + "-3-layers")
+    if not (dest / "config.json").is_file():
+        model, tokenizer = truncated_student(model_dir, 3)
+        model.save_pretrained(dest)
+        tokenizer.save_pretrained(dest)
+    return dest
+
+
 def policyrank_scored(df, config: ScorerConfig):
     from udfs.score_udf import score_pairs_udf
 
@@ -338,6 +352,15 @@ def report(results: list[Result], lengths: np.ndarray, model_dir: Path) -> str:
             f"{r.padded_tokens / lengths.sum():.2f} |"
         )
     lines.append("")
+    six, stock = results[1], results[2]
+    lines.append(
+        f"- policyrank vs predict_batch_udf, same model: {stock.seconds / six.seconds:.2f}x"
+    )
+    if len(results) > 3:
+        lines.append(
+            f"- 3-layer student vs 6-layer, both policyrank: "
+            f"{six.seconds / results[3].seconds:.2f}x"
+        )
     lines += [f"- warm-up ({r.path}): {r.warmup_seconds:.1f} s" for r in results]
     return "\n".join(lines)
 
@@ -346,6 +369,8 @@ def agreement(results: list[Result]) -> tuple[list[str], float]:
     lines, worst = [], 0.0
     for i, a in enumerate(results):
         for b in results[i + 1 :]:
+            if a.model != b.model:
+                continue
             diff = float(np.max(np.abs(a.scores.astype(np.float64) - b.scores)))
             worst = max(worst, diff)
             lines.append(f"- max |score diff| {a.path} vs {b.path}: {diff:.2e}")
@@ -448,7 +473,21 @@ def run_spark_paths(
             scores,
         )
         say(f"3/3 done: {len(pairs) / secs:,.0f} pairs/s")
-        return [policyrank, stock]
+
+        student_dir = three_layer_student(Path(config.model_dir))
+        say(f"4/4 policyrank score_pairs_udf, 3-layer student ({student_dir})")
+        student_config = dataclasses.replace(config, model_dir=str(student_dir))
+        warm, secs, scores = run_spark(policyrank_scored(df, student_config), len(pairs))
+        student = dataclasses.replace(
+            policyrank,
+            path="policyrank score_pairs_udf, 3-layer student",
+            seconds=secs,
+            warmup_seconds=warm,
+            scores=scores,
+            model="3-layer",
+        )
+        say(f"4/4 done: {len(pairs) / secs:,.0f} pairs/s")
+        return [policyrank, stock, student]
     finally:
         spark.stop()
 

@@ -23,7 +23,8 @@ from jobs.settings import CandidateSettings, Settings
 from jobs.tables_io import read_table, replace_quarantine, replace_run_date
 from jobs.validation import INPUTS_HINT as HINT
 from jobs.validation import JOB_RULES, MEMBER_RULES, validate_rows
-from schemas.tables import CANDIDATES, JOBS, MEMBERS, SENIORITY_LEVELS
+from schemas.tables import CANDIDATES, JOBS, MEMBERS
+from schemas.vocab import SENIORITY_LEVELS
 
 REMOTE = "REMOTE"
 

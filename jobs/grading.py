@@ -97,6 +97,7 @@ def grade_model(model_dir: Path, settings: Settings) -> TeacherConfig | None:
             s.job_template,
             max_length=s.max_length,
             token_budget=s.token_budget,
+            gpu_token_budget=s.gpu_token_budget,
             cpu_threads=s.cpu_threads,
         )
     return None
@@ -121,6 +122,7 @@ def scored_pairs(
         job_template=s.job_template,
         max_length=s.max_length,
         token_budget=s.token_budget,
+        gpu_token_budget=s.gpu_token_budget,
         cpu_threads=s.cpu_threads,
     )
     fields = template_fields(s.member_template), template_fields(s.job_template)

@@ -72,6 +72,7 @@ def teacher_config(settings: Settings, policy: Policy) -> TeacherConfig:
         policy_text=policy.body,
         max_length=t.max_length,
         token_budget=t.token_budget,
+        gpu_token_budget=t.gpu_token_budget,
         cpu_threads=t.cpu_threads,
     )
 

@@ -54,6 +54,7 @@ class ScoringSettings:
     top_n: int = 10
     max_length: int = 256
     token_budget: int = 8192
+    gpu_token_budget: int = 65536
     cpu_threads: int = 1
     member_template: str = "{headline}. Skills: {skills}."
     job_template: str = "{title}. Required skills: {skills}."
@@ -118,6 +119,7 @@ class TeacherSettings:
     job_template: str = "{title}. Skills: {skills}. {description}"
     max_length: int = 256
     token_budget: int = 8192
+    gpu_token_budget: int = 65536
     cpu_threads: int = 1
     fine_tune: FineTuneSettings = field(default_factory=FineTuneSettings)
     simulated: SimulatedJudgeSettings = field(default_factory=SimulatedJudgeSettings)

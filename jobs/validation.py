@@ -13,7 +13,8 @@ from pyspark.sql import types as T
 
 from jobs.settings import Settings
 from jobs.tables_io import read_table
-from schemas.tables import JOBS, MEMBERS, SENIORITY_LEVELS, WORKPLACE_TYPES, Table
+from schemas.tables import JOBS, MEMBERS, Table
+from schemas.vocab import SENIORITY_LEVELS, WORKPLACE_TYPES
 
 RECORD_CHARS = 2000
 

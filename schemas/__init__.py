@@ -1,25 +1,2 @@
-"""The one definition of every policyrank table. Jobs import their schemas from here."""
-
-from schemas.tables import (
-    CANDIDATES,
-    JOBS,
-    MEMBERS,
-    QUARANTINE,
-    SCORES,
-    TABLES,
-    TRUTH,
-    Column,
-    Table,
-)
-
-__all__ = [
-    "CANDIDATES",
-    "JOBS",
-    "MEMBERS",
-    "QUARANTINE",
-    "SCORES",
-    "TABLES",
-    "TRUTH",
-    "Column",
-    "Table",
-]
+"""The one definition of every policyrank table (:mod:`schemas.tables`); jobs import their
+schemas from there. :mod:`schemas.vocab` holds the closed vocabularies, free of Spark."""

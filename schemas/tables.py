@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import types as T
 
-SENIORITY_LEVELS = ("entry", "mid", "senior", "staff", "principal")
-WORKPLACE_TYPES = ("onsite", "hybrid", "remote")
+from schemas.vocab import SENIORITY_LEVELS, WORKPLACE_TYPES
 
 
 @dataclass(frozen=True)

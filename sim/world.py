@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from schemas.tables import SENIORITY_LEVELS, WORKPLACE_TYPES
+from schemas.vocab import SENIORITY_LEVELS, WORKPLACE_TYPES
 
 CHUNK = 1024
 

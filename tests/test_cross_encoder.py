@@ -82,3 +82,86 @@ def test_render_fills_nulls_and_keeps_braces_as_data():
         "| |",
     ]
     assert template_fields("{a} and {b}") == ["a", "b"]
+
+
+def _reference_logits(model_dir, first, second, max_length):
+    """The plain path: the tokenizer's own pair encoding, one padded batch."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    enc = tokenizer(first, second, truncation=True, max_length=max_length, padding=True)
+    with torch.inference_mode():
+        return model(**{k: torch.tensor(v) for k, v in enc.items()}).logits.numpy()
+
+
+@pytest.mark.parametrize("max_length", [256, 24])
+@pytest.mark.parametrize("entity_tokens", [True, False])
+def test_scores_equal_the_tokenizer_pair_encoding_path(tiny_grade_model, max_length, entity_tokens):
+    rng = np.random.default_rng(3)
+    words = [
+        "senior",
+        "data",
+        "engineer",
+        "spark",
+        "sql",
+        "python",
+        "airflow",
+        "kafka",
+        "nurse",
+        "at",
+        "acme",
+        "berlin",
+    ]
+    members = [" ".join(rng.choice(words, rng.integers(1, 30))) for _ in range(40)]
+    jobs = [" ".join(rng.choice(words, rng.integers(1, 30))) for _ in range(120)]
+    first, second = list(rng.choice(members, 600)), list(rng.choice(jobs, 600))
+    scorer = CrossEncoderScorer.load(tiny_grade_model, CPU, max_length=max_length, token_budget=900)
+    assert scorer.layout is not None
+    if not entity_tokens:
+        scorer.layout = None  # the fallback for tokenizers whose layout cannot be assembled
+    got = scorer.logits(first, second)
+    want = _reference_logits(tiny_grade_model, first, second, max_length)
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+
+def test_worker_cache_reloads_a_model_replaced_in_place(tmp_path):
+    import os
+    import time
+
+    from tests.tiny_models import build_tiny_cross_encoder
+    from udfs.cross_encoder import ScorerConfig, scorer_for
+
+    folder = build_tiny_cross_encoder(tmp_path / "student", seed=1)
+    config = ScorerConfig(str(folder), "{headline}", "{title}")
+    first = scorer_for(config, [])
+    assert scorer_for(config, []) is first  # cached across tasks
+    before = first.score(["data engineer"], ["spark"])
+    time.sleep(0.01)
+    build_tiny_cross_encoder(folder, seed=2)  # a new model saved over the old one
+    os.utime(folder / "model.safetensors")
+    second = scorer_for(config, [])
+    assert second is not first
+    assert not np.allclose(second.score(["data engineer"], ["spark"]), before)
+
+
+def test_map_ahead_keeps_order_runs_one_ahead_and_raises_where_taken():
+    import threading
+
+    from udfs.overlap import map_ahead
+
+    threads = set()
+
+    def square(x):
+        threads.add(threading.current_thread().name)
+        if x == 3:
+            raise ValueError("bad item 3")
+        return x * x
+
+    results = map_ahead(square, range(5))
+    assert [next(results) for _ in range(3)] == [0, 1, 4]
+    with pytest.raises(ValueError, match="bad item 3"):
+        next(results)
+    assert threads and all(name.startswith("policyrank-prepare") for name in threads)
+    assert list(map_ahead(square, range(3), enabled=False)) == [0, 1, 4]

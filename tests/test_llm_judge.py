@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch.overrides import TorchFunctionMode
 
 from tests.tiny_causal_lm import build_tiny_causal_lm, build_tokenizer
+from udfs import llm_judge
 from udfs.devices import Placement
 from udfs.llm_judge import (
     JOB_CLOSE,
@@ -49,6 +56,9 @@ JOBS = [
 ]
 
 
+TOLERANCE = 1e-5  # in probability, float32; the shared path is within ~1e-5 of full prompts
+
+
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory) -> LLMJudge:
     folder = build_tiny_causal_lm(
@@ -60,7 +70,7 @@ def judge(tmp_path_factory) -> LLMJudge:
 
 
 def _restore(judge: LLMJudge):
-    judge.token_budget, judge.max_batch_pairs = 8192, 32
+    judge.token_budget, judge.max_batch_pairs = 8192, None
 
 
 # ------------------------------------------------------------------ prompt text
@@ -174,29 +184,184 @@ def test_grades_are_distributions_and_not_trivial(judge):
         judge.grade(MEMBERS, JOBS[:-1])
 
 
+@pytest.mark.parametrize("prefix_mode", ["shared", "copy"])
 @pytest.mark.parametrize(
-    ("token_budget", "max_batch_pairs"), [(1, 1), (64, 2), (128, 3), (8192, 32)]
+    ("token_budget", "max_batch_pairs"), [(1, 1), (64, 2), (128, 3), (8192, 32), (8192, None)]
 )
-def test_prefix_cache_matches_full_prompts(judge, token_budget, max_batch_pairs):
+def test_prefix_cache_matches_full_prompts(judge, token_budget, max_batch_pairs, prefix_mode):
     lengths = [len(s) for s in judge.prompt.suffix_ids(MEMBERS, JOBS)]
     assert len(set(lengths)) >= 5  # batches mix lengths, so right padding is exercised
     judge.token_budget, judge.max_batch_pairs = 8192, 1
     reference = judge.grade(MEMBERS, JOBS, use_prefix_cache=False).probs  # no padding at all
     judge.token_budget, judge.max_batch_pairs = token_budget, max_batch_pairs
     try:
-        cached = judge.grade(MEMBERS, JOBS).probs
+        cached = judge.grade(MEMBERS, JOBS, prefix_mode=prefix_mode).probs
         full = judge.grade(MEMBERS, JOBS, use_prefix_cache=False).probs
     finally:
         _restore(judge)
-    np.testing.assert_allclose(cached, reference, atol=1e-5)
-    np.testing.assert_allclose(full, reference, atol=1e-5)
+    np.testing.assert_allclose(cached, reference, atol=TOLERANCE)
+    np.testing.assert_allclose(full, reference, atol=TOLERANCE)
 
 
-def test_shared_prefix_cache_is_never_mutated(judge):
+def test_shared_prefix_equals_the_copy_path(judge):
+    assert judge.prefix_mode == "shared"  # the default
+    attention = judge.model.config._attn_implementation
+    shared = judge.grade(MEMBERS, JOBS).probs
+    assert judge.model.config._attn_implementation == attention  # switched for the pass only
+    copy = judge.grade(MEMBERS, JOBS, prefix_mode="copy").probs
+    np.testing.assert_allclose(shared, copy, atol=TOLERANCE)
+    with pytest.raises(ValueError, match="prefix_mode='paged'"):
+        judge.grade(MEMBERS, JOBS, prefix_mode="paged")
+
+
+def test_shared_prefix_in_many_score_chunks_is_the_same(judge, monkeypatch):
+    one_chunk = judge.grade(MEMBERS, JOBS).probs
+    kv_heads, p = judge.prefix_kv[0][0].shape[1:3]
+    monkeypatch.setattr(llm_judge, "PREFIX_SCORE_CHUNK", 3 * kv_heads * p)  # 3 query rows each
+    # Equal up to float32 rounding: BLAS blocks differently shaped matmuls differently.
+    np.testing.assert_allclose(judge.grade(MEMBERS, JOBS).probs, one_chunk, atol=TOLERANCE)
+
+
+class _Attention(torch.nn.Module):
+    layer_idx, is_causal = 0, True
+
+
+def _reference_attention(query, key, value, prefix_k, prefix_v, lengths, scaling):
+    """Plain attention over [prefix copied per pair, causal suffix], K/V repeated per group."""
+    batch, heads, width, _ = query.shape
+    groups = heads // key.shape[1]
+    keys = torch.cat([prefix_k.expand(batch, -1, -1, -1), key], dim=2)
+    values = torch.cat([prefix_v.expand(batch, -1, -1, -1), value], dim=2)
+    keys, values = (t.repeat_interleave(groups, dim=1) for t in (keys, values))
+    suffix_ok = torch.ones(width, width, dtype=torch.bool).tril()[None] & (
+        torch.arange(width)[None, None, :] < torch.tensor(lengths)[:, None, None]
+    )
+    allowed = torch.cat(
+        [torch.ones(batch, width, prefix_k.shape[2], dtype=torch.bool), suffix_ok], 2
+    )
+    scores = (query @ keys.transpose(-1, -2)) * scaling
+    scores = scores.masked_fill(~allowed[:, None], float("-inf"))
+    return (scores.softmax(-1) @ values).transpose(1, 2)
+
+
+@pytest.mark.parametrize(("heads", "kv_heads"), [(4, 2), (6, 1), (3, 3)])
+def test_shared_prefix_attention_equals_plain_attention(heads, kv_heads, monkeypatch):
+    gen = torch.Generator().manual_seed(heads * 10 + kv_heads)
+    batch, width, p, dim, lengths = 3, 6, 11, 8, [6, 4, 1]
+    query = torch.randn(batch, heads, width, dim, generator=gen, dtype=torch.float64)
+    key, value, prefix_k, prefix_v = (
+        torch.randn(*shape, dim, generator=gen, dtype=torch.float64)
+        for shape in [(batch, kv_heads, width)] * 2 + [(1, kv_heads, p)] * 2
+    )
+    mask = torch.ones(width, width, dtype=torch.bool).tril()[None, None] & (
+        torch.arange(width)[None, None, None, :] < torch.tensor(lengths)[:, None, None, None]
+    )
+    expected = _reference_attention(query, key, value, prefix_k, prefix_v, lengths, 0.3)
+    monkeypatch.setattr(llm_judge, "PREFIX_SCORE_CHUNK", 5 * kv_heads * p)  # several chunks
+    shared = llm_judge._SharedPrefix(((prefix_k, prefix_v),))
+    out, weights = llm_judge._shared_prefix_attention(
+        _Attention(), query, key, value, mask, scaling=0.3, shared_prefix=shared
+    )
+    assert weights is None and out.shape == (batch, width, heads, dim)
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-10)  # exact up to rounding
+    assert shared.layers_seen == {0}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sliding_window": 16}, "sliding-window attention"),
+        ({"softcap": 50.0}, "attention with 'softcap'"),
+        ({"s_aux": torch.zeros(4)}, "attention with 's_aux'"),
+    ],
+)
+def test_shared_prefix_attention_refuses_what_it_cannot_merge(kwargs, message):
+    query, key = torch.zeros(1, 4, 6, 8), torch.zeros(1, 2, 6, 8)
+    prefix = torch.zeros(1, 2, 11, 8)
+    mask = torch.ones(1, 1, 6, 6, dtype=torch.bool)
+    shared = llm_judge._SharedPrefix(((prefix, prefix),))
+    with pytest.raises(NotImplementedError, match=message):
+        llm_judge._shared_prefix_attention(
+            _Attention(), query, key, key, mask, scaling=1.0, shared_prefix=shared, **kwargs
+        )
+    llm_judge._shared_prefix_attention(  # a window covering prefix + suffix changes nothing
+        _Attention(), query, key, key, mask, scaling=1.0, shared_prefix=shared, sliding_window=17
+    )
+    no_index = _Attention()
+    no_index.layer_idx = None
+    with pytest.raises(NotImplementedError, match="no integer layer_idx"):
+        llm_judge._shared_prefix_attention(
+            no_index, query, key, key, mask, scaling=1.0, shared_prefix=shared
+        )
+
+
+def test_the_tiny_model_uses_grouped_query_attention(judge):
+    config = judge.model.config
+    assert config.num_key_value_heads < config.num_attention_heads
+    assert judge.prefix_kv[0][0].shape[1] == config.num_key_value_heads  # K/V kept per KV head
+
+
+class _PrefixWatch(TorchFunctionMode):
+    """Records torch calls touching the prefix K/V storage, and every result that holds a
+    batch-sized prefix (a (..., >= P, head_dim) tensor with more than kv_heads rows in front):
+    what a per-batch copy of the prefix cache (an expand, a cat) would produce."""
+
+    def __init__(self, judge: LLMJudge):
+        super().__init__()
+        keys = judge.prefix_kv[0][0]
+        self.kv_heads, self.p, self.dim = keys.shape[1], keys.shape[2], keys.shape[3]
+        self.storages = {t.untyped_storage().data_ptr() for kv in judge.prefix_kv for t in kv}
+        self.calls: set[str] = set()
+        self.batch_sized: list[tuple[str, tuple[int, ...]]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = getattr(func, "__name__", repr(func))
+        flat = [*args, *(kwargs or {}).values()]
+        flat += [x for a in args if isinstance(a, (list, tuple)) for x in a]  # torch.cat([...])
+        if any(self._is_prefix(a) for a in flat):
+            self.calls.add(name)
+        for t in out if isinstance(out, (list, tuple)) else [out]:
+            if self._holds_batch_sized_prefix(t):
+                self.batch_sized.append((name, tuple(t.shape)))
+        return out
+
+    def _holds_batch_sized_prefix(self, t) -> bool:
+        if not isinstance(t, torch.Tensor) or t.dim() < 3 or t.shape[-1] != self.dim:
+            return False
+        return t.shape[-2] >= self.p and math.prod(t.shape[:-2]) > self.kv_heads
+
+    def _is_prefix(self, x) -> bool:
+        if not isinstance(x, torch.Tensor):
+            return False
+        try:
+            return x.untyped_storage().data_ptr() in self.storages
+        except NotImplementedError:  # vmap's batched tensors (transformers' mask building)
+            return False
+
+
+COPYING = {"expand", "expand_as", "repeat", "repeat_interleave", "cat", "concat", "stack"}
+
+
+def test_shared_prefix_is_never_copied_to_batch_size(judge):
+    with _PrefixWatch(judge) as copy_watch:
+        judge.grade(MEMBERS, JOBS, prefix_mode="copy")
+    # The watch sees the old per-batch copy, so it can fail ...
+    assert copy_watch.batch_sized and "expand" in copy_watch.calls
+    with _PrefixWatch(judge) as watch:
+        judge.grade(MEMBERS, JOBS)
+    # ... and the shared path only reads the prefix (index, transpose, matmul), never copies it.
+    assert "matmul" in watch.calls
+    assert not watch.calls & COPYING, watch.calls
+    assert not watch.batch_sized, watch.batch_sized[:3]
+
+
+@pytest.mark.parametrize("prefix_mode", ["shared", "copy"])
+def test_shared_prefix_cache_is_never_mutated(judge, prefix_mode):
     before = [(k.clone(), v.clone()) for k, v in judge.prefix_kv]
     tensors = [(id(k), id(v)) for k, v in judge.prefix_kv]
-    judge.grade(MEMBERS, JOBS)
-    judge.grade(MEMBERS[:2], JOBS[:2])
+    judge.grade(MEMBERS, JOBS, prefix_mode=prefix_mode)
+    judge.grade(MEMBERS[:2], JOBS[:2], prefix_mode=prefix_mode)
     assert [(id(k), id(v)) for k, v in judge.prefix_kv] == tensors
     for (k, v), (k0, v0) in zip(judge.prefix_kv, before, strict=True):
         assert k.shape[0] == 1 and k.shape[2] == judge.prefix_length
@@ -246,3 +411,82 @@ def test_vllm_judge_says_clearly_when_unavailable(tmp_path):
             VLLMJudge.load(tmp_path, POLICY)
     else:
         pytest.skip("vLLM is installed; its path is exercised on a GPU machine only")
+
+
+# ------------------------------------------------------------------ model families
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """The tiny Llama (GQA: 4 heads, 2 KV heads) as built for ``judge``; copied, never changed."""
+    return build_tiny_causal_lm(
+        tmp_path_factory.mktemp("models") / "tiny-base",
+        corpus=[POLICY, *MEMBERS, *JOBS],
+        initializer_range=0.5,
+    )
+
+
+def _tiny_variant(tiny_folder: Path, dest: Path, family: str, **config) -> Path:
+    """The tiny model's tokenizer with a random model of ``family`` (same sizes but ``config``)."""
+    import transformers
+
+    shutil.copytree(tiny_folder, dest)
+    llama = transformers.AutoConfig.from_pretrained(dest)
+    sizes = {key: getattr(llama, key) for key in _SIZES}
+    config_cls = getattr(transformers, f"{family}Config")
+    model_cls = getattr(transformers, f"{family}ForCausalLM")
+    torch.manual_seed(1)
+    model_cls(config_cls(**{**sizes, **config})).save_pretrained(dest)
+    return dest
+
+
+_SIZES = [
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "max_position_embeddings",
+    "initializer_range",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "tie_word_embeddings",
+]
+
+
+@pytest.mark.parametrize(
+    ("family", "config"),
+    [
+        ("Llama", {"num_key_value_heads": 1}),  # multi-query: 4 query heads on one KV head
+        ("Llama", {"num_key_value_heads": 4}),  # plain multi-head attention
+        ("Mistral", {"sliding_window": None}),
+        ("Qwen2", {}),  # q/k/v biases
+    ],
+)
+def test_shared_prefix_across_model_families(tiny_folder, tmp_path, family, config):
+    folder = _tiny_variant(tiny_folder, tmp_path / "model", family, **config)
+    judge = LLMJudge.load(folder, POLICY, Placement("cpu", "float32"), cpu_threads=1)
+    assert type(judge.model).__name__ == f"{family}ForCausalLM"
+    shared = judge.grade(MEMBERS, JOBS).probs
+    judge.max_batch_pairs = 1
+    reference = judge.grade(MEMBERS, JOBS, use_prefix_cache=False).probs
+    assert reference.max() > 0.5  # far from uniform: the agreement means something
+    np.testing.assert_allclose(shared, reference, atol=TOLERANCE)
+
+
+def test_sliding_window_shorter_than_the_prompt_fails_clearly(tiny_folder, tmp_path):
+    folder = _tiny_variant(tiny_folder, tmp_path / "model", "Mistral", sliding_window=64)
+    with pytest.raises(RuntimeError, match=r"does not support this model: sliding-window"):
+        LLMJudge.load(folder, POLICY, Placement("cpu", "float32"))
+
+
+def test_a_model_that_bypasses_the_attention_interface_fails_clearly(judge, monkeypatch):
+    # As if the model ignored config._attn_implementation: its own attention sees the suffixes
+    # alone, which would be silently wrong; the layer count catches it.
+    monkeypatch.setattr(llm_judge, "_attention_implementation", lambda *_: contextlib.nullcontext())
+    with pytest.raises(RuntimeError, match="shared-prefix attention ran in layers \\[\\] of 2"):
+        judge.grade(MEMBERS, JOBS)
+    with pytest.raises(RuntimeError, match="try prefix_mode='copy'"):
+        judge.verify()

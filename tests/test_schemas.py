@@ -1,7 +1,7 @@
 from pathlib import Path
 
-from schemas import TABLES
 from schemas.__main__ import tables_markdown
+from schemas.tables import TABLES
 
 
 def test_docs_match_the_schemas():

@@ -28,7 +28,8 @@ def test_sampling_is_deterministic_and_has_every_source(spark, cookbook):
     lists = cands[cands.member_id.isin(drawn)]
     sampled = first[first.source == "candidate"]
     assert len(lists) == len(sampled) and sampled.groupby("member_id").size().max() > 2
-    # another date draws other members
+    # another date draws other members (its candidates first: the test must not rely on order)
+    main(["candidates", "--date", "2026-11-27", *cookbook_args(cookbook)])
     main(["sample", "--date", "2026-11-27", *cookbook_args(cookbook), "sampling.members_share=0.3"])
     other = _table(spark, cookbook, "sampled_pairs").where(F.col("run_date") == "2026-11-27")
     other = other.where(F.col("source") == "candidate").toPandas()

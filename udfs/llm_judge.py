@@ -6,9 +6,14 @@ every pair, the suffix holds one pair's member and job text between explicit tag
 an answer cue. One forward pass per batch reads the logits at each sequence's last real token and
 keeps the five grade tokens ("0".."4") only; nothing is generated.
 
-The prefix is prefilled once into a key/value cache; each batch starts from a batch-sized copy of
-it, so a pair costs only its suffix tokens (plus attention over the cached prefix). A policy of a
-few thousand tokens is then paid once per worker instead of once per pair.
+The prefix is prefilled once into a key/value cache and a pair costs only its suffix tokens plus
+attention over that cache, so a policy of a few thousand tokens is paid once per worker instead of
+once per pair. By default (``prefix_mode="shared"``) every batch attends to the one cached prefix
+through a custom attention function (:func:`_shared_prefix_attention`): the batch is folded into
+the query rows so each KV head reads its prefix keys once per batch, and the prefix and suffix
+softmax parts are merged exactly by log-sum-exp; nothing of prefix length is copied per batch.
+``prefix_mode="copy"`` (the earlier way, kept for comparison) gives each batch its own
+batch-sized copy of the prefix cache.
 
 Token ids are built piecewise (prefix, tag pieces, member text, job text) so that member and job
 text can be truncated without ever cutting the tags or the answer cue; both the cached and the
@@ -20,9 +25,11 @@ from __future__ import annotations
 import inspect
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -230,6 +237,166 @@ class JudgePrompt:
         return half, budget - half
 
 
+# ------------------------------------------------------------------ shared-prefix attention
+
+PrefixMode = Literal["shared", "copy"]
+PREFIX_MODES = ("shared", "copy")
+SHARED_ATTENTION = "policyrank_shared_prefix"  # the name registered in transformers' interface
+# Prefix scores are computed in row chunks of at most this many elements (kv heads x rows x
+# prefix tokens, 256 MiB in float32) so that their memory does not grow with the batch.
+PREFIX_SCORE_CHUNK = 1 << 26
+
+
+@dataclass
+class _SharedPrefix:
+    """What :func:`_shared_prefix_attention` needs besides the batch: the prefilled prefix, per
+    layer ``(keys, values)`` each ``(1, kv_heads, P, head_dim)``, and the layers that used it
+    (so a model that never dispatched to the function is caught instead of silently wrong)."""
+
+    kv: tuple[tuple[Any, Any], ...]
+    layers_seen: set[int] = field(default_factory=set)
+
+
+def _attend_prefix(query, keys, values):
+    """Attention of folded query rows over the whole prefix (no mask: every suffix token sees it).
+
+    ``query`` (kv_heads, R, d), already scaled; ``keys``/``values`` (kv_heads, P, d). Returns the
+    normalised output (kv_heads, R, d) in the model's dtype and the log-sum-exp of the scores
+    (kv_heads, R) in float32 (float64 for a float64 model). The matmuls run in the model's dtype
+    (tensor cores in bf16), the softmax in float32; rows go in chunks so the (kv_heads, rows, P)
+    scores stay under ``PREFIX_SCORE_CHUNK`` elements whatever the batch size.
+    """
+    import torch
+
+    rows = max(1, PREFIX_SCORE_CHUNK // (keys.shape[0] * keys.shape[1]))
+    keys_t = keys.transpose(1, 2)
+    outs, lses = [], []
+    for start in range(0, query.shape[1], rows):
+        scores = torch.matmul(query[:, start : start + rows], keys_t)
+        probs = torch.softmax(scores, dim=-1, dtype=_stats_dtype(scores))
+        # The top score's probability is exp(top - lse), so lse = top - log(max prob): the
+        # statistic comes out of the softmax already computed, no second float32 pass over the
+        # scores (which is what bounds this on a GPU); max prob >= 1/P, so the log is finite.
+        lses.append(scores.amax(dim=-1).to(probs.dtype) - probs.amax(dim=-1).log())
+        outs.append(torch.matmul(probs.to(values.dtype), values))
+    return torch.cat(outs, dim=1), torch.cat(lses, dim=1)
+
+
+def _attend_suffix(query, keys, values, allowed):
+    """Causal attention of the suffixes over themselves, all in float32 (S x S is small).
+
+    ``query`` (B, kv_heads, groups, S, d), already scaled; ``keys``/``values`` (B, kv_heads, 1,
+    S, d), broadcast over the query groups (GQA without repeating K/V); ``allowed`` (B, 1, 1, S, S)
+    boolean. Returns the normalised output (B, kv_heads, groups, S, d) and the log-sum-exp
+    (B, kv_heads, groups, S). Every row has at least its first key, so no row is empty.
+    """
+    import torch
+
+    dtype = _stats_dtype(query)
+    scores = torch.matmul(query.to(dtype), keys.to(dtype).transpose(-1, -2))
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)
+    return torch.matmul(torch.exp(scores - lse.unsqueeze(-1)), values.to(dtype)), lse
+
+
+def _stats_dtype(x):
+    """float32 for bf16/fp16/fp32 tensors (softmax statistics), float64 for float64 ones."""
+    import torch
+
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def _check_supported(module, prefix_len: int, suffix_len: int, kwargs: dict) -> None:
+    """Raise ``NotImplementedError`` for attention variants the shared-prefix merge does not do."""
+    if not isinstance(getattr(module, "layer_idx", None), int):
+        raise NotImplementedError(
+            f"{type(module).__name__} has no integer layer_idx: cannot find its prefix keys"
+        )
+    if not getattr(module, "is_causal", True):
+        raise NotImplementedError(f"{type(module).__name__} is not causal")
+    window = kwargs.get("sliding_window")
+    if window is not None and prefix_len + suffix_len > window:
+        raise NotImplementedError(
+            f"sliding-window attention (window {window} < prompt {prefix_len + suffix_len} tokens)"
+        )
+    for name in ("softcap", "s_aux"):  # Gemma-2 logit softcapping, gpt-oss attention sinks
+        if kwargs.get(name) is not None:
+            raise NotImplementedError(f"attention with {name!r}")
+
+
+def _shared_prefix_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    scaling: float,
+    dropout: float = 0.0,
+    shared_prefix: _SharedPrefix | None = None,
+    **kwargs,
+):
+    """Suffix queries attending to [the shared prefix, their own causal suffix], exactly.
+
+    Called by the decoder layers in place of eager/SDPA attention (see ``AttentionInterface``):
+    ``query`` (B, heads, S, d) and ``key``/``value`` (B, kv_heads, S, d) are the batch's suffix
+    projections after RoPE (positions P..P+S-1); ``attention_mask`` is the (B, 1, S, S) boolean
+    causal-and-padding mask built by :meth:`LLMJudge._forward_shared`. The prefix part is ONE
+    batched matmul per chunk against the single prefix K/V per KV head, the batch and the GQA
+    groups folded into its query rows (B x groups x S rows), so prefix keys are read once per
+    batch and never repeated or copied. The two softmax parts are merged with their log-sum-exps.
+    Returns ``(output (B, S, heads, d), None)`` like transformers' attention functions.
+    """
+    import torch
+
+    del dropout  # inference only
+    if shared_prefix is None:
+        raise RuntimeError(f"{SHARED_ATTENTION} attention called without its shared_prefix")
+    batch, heads, width, dim = query.shape
+    kv_heads = key.shape[1]
+    _check_supported(module, shared_prefix.kv[0][0].shape[2], width, kwargs)
+    prefix_k, prefix_v = shared_prefix.kv[module.layer_idx]
+    groups = heads // kv_heads  # query head h reads KV head h // groups, as repeat_kv does
+    q = (query * scaling).view(batch, kv_heads, groups, width, dim)
+
+    folded = q.permute(1, 0, 2, 3, 4).reshape(kv_heads, batch * groups * width, dim)
+    out_p, lse_p = _attend_prefix(folded, prefix_k[0], prefix_v[0])
+    out_p = out_p.view(kv_heads, batch, groups, width, dim).permute(1, 0, 2, 3, 4)
+    lse_p = lse_p.view(kv_heads, batch, groups, width).permute(1, 0, 2, 3)
+
+    allowed = attention_mask.view(batch, 1, 1, width, width)
+    out_s, lse_s = _attend_suffix(q, key.unsqueeze(2), value.unsqueeze(2), allowed)
+
+    # Each part is normalised; reweighting by exp(lse_part - lse_all) (<= 1, so no overflow) gives
+    # the softmax over prefix + suffix keys together.
+    lse = torch.logaddexp(lse_p, lse_s)
+    weight_p, weight_s = torch.exp(lse_p - lse).unsqueeze(-1), torch.exp(lse_s - lse).unsqueeze(-1)
+    out = out_p.to(out_s.dtype) * weight_p + out_s * weight_s
+    shared_prefix.layers_seen.add(module.layer_idx)
+    out = out.reshape(batch, heads, width, dim).transpose(1, 2)
+    return out.to(query.dtype).contiguous(), None
+
+
+def _register_shared_attention() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(SHARED_ATTENTION, _shared_prefix_attention)
+
+
+@contextmanager
+def _attention_implementation(config, name: str) -> Iterator[None]:
+    """Switch a loaded model's attention function for one forward pass, then switch back.
+
+    Why not for good: the prefill and the full-prompt path keep the model's own (eager/SDPA)
+    attention. Not thread-safe: do not run other forward passes on the same model meanwhile.
+    """
+    previous = config._attn_implementation
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = previous
+
+
 class LLMJudge:
     """A causal LM from a local folder that grades (member, job) pairs under a policy.
 
@@ -237,11 +404,25 @@ class LLMJudge:
     rows summing to 1) in input order: one forward pass per batch, the logits at each pair's last
     real token restricted to the five grade tokens, softmaxed (no generation, no sampling).
 
+    Prefix reuse (``prefix_mode``): ``"shared"`` (default) runs only the suffixes and attends to
+    the one prefilled prefix cache through :func:`_shared_prefix_attention`, nothing of prefix
+    length is allocated per batch beyond the chunked prefix scores (at most
+    ``PREFIX_SCORE_CHUNK`` elements). ``"copy"`` (the earlier way, for comparison) starts every
+    batch from a batch-sized copy of the prefix keys/values in a ``DynamicCache``.
+    ``use_prefix_cache=False`` runs the full prompt for every pair (the reference).
+
     Batching: suffixes are sorted by length and cut so that ``batch size x longest suffix <=
-    token_budget`` (:func:`udfs.cross_encoder.plan_batches`), and at most ``max_batch_pairs``
-    pairs per batch; the latter bounds memory, since each batch holds its own copy of the prefix
-    keys/values (``max_batch_pairs x prefix tokens`` per layer). With ``use_prefix_cache=False``
-    every pair runs the full prompt and batches are cut on prefix + suffix tokens instead.
+    token_budget`` (:func:`udfs.cross_encoder.plan_batches`), which bounds the activations.
+    ``max_batch_pairs`` caps the pairs per batch; ``None`` means no cap in shared mode (the prefix
+    is not copied, so pairs cost no prefix memory) and 32 in copy mode, where each pair holds
+    its own copy of the prefix keys/values (``pairs x prefix tokens`` per layer). With
+    ``use_prefix_cache=False`` batches are cut on prefix + suffix tokens instead.
+
+    Shared mode needs a decoder whose attention goes through transformers' ``AttentionInterface``
+    with a ``layer_idx`` per attention module and RoPE-style positions (Llama, Mistral, Qwen2,
+    ...); sliding windows shorter than the prompt, attention-logit softcapping and attention sinks
+    raise ``NotImplementedError``, and a model that does not dispatch to the function raises
+    ``RuntimeError``; :meth:`verify` (run by :meth:`load`) turns either into a clear error.
 
     Prompts are plain text completions (no chat template): prefix + suffix, ending with the
     answer cue ``"\\nGrade (0-4):"``.
@@ -252,6 +433,8 @@ class LLMJudge:
     ((1, 5), array([2.91]))
     """
 
+    COPY_MODE_MAX_PAIRS = 32
+
     def __init__(
         self,
         model,
@@ -259,12 +442,14 @@ class LLMJudge:
         placement: Placement,
         *,
         token_budget: int = 8192,
-        max_batch_pairs: int = 32,
+        max_batch_pairs: int | None = None,
+        prefix_mode: PrefixMode = "shared",
     ):
         import torch
 
         self.model, self.prompt, self.placement = model, prompt, placement
         self.token_budget, self.max_batch_pairs = token_budget, max_batch_pairs
+        self.prefix_mode = _check_mode(prefix_mode)
         self._base = model.base_model  # the decoder stack without the LM head
         self._lm_head = model.get_output_embeddings()
         self._softcap = getattr(model.config, "final_logit_softcapping", None)
@@ -273,6 +458,7 @@ class LLMJudge:
             self._pad_id = prompt.tokenizer.eos_token_id or 0  # pads are masked; any id will do
         self._grade_index = torch.tensor(prompt.grade_ids, device=placement.device)
         self._prefix_kv = self._prefill(prompt.prefix_ids)
+        _register_shared_attention()
 
     @classmethod
     def load(
@@ -283,18 +469,17 @@ class LLMJudge:
         *,
         token_budget: int = 8192,
         max_pair_tokens: int = 512,
-        max_batch_pairs: int = 32,
+        max_batch_pairs: int | None = None,
+        prefix_mode: PrefixMode = "shared",
         cpu_threads: int | None = None,
         verify: bool = True,
     ) -> LLMJudge:
         """Load ``AutoModelForCausalLM`` + ``AutoTokenizer`` from a local folder (no download)
         in the placement's device and dtype, and prefill the policy prefix.
 
-        With ``verify`` (the default), two sample pairs of different lengths are graded with and
-        without the prefix cache, and their last-token grade logits are compared with the model's
-        own ``forward``; a mismatch beyond float tolerance (1e-4 in probability in float32, 5e-2
-        in bf16) raises ``RuntimeError``: the model's attention or position handling does not
-        support prefix reuse as done here.
+        With ``verify`` (the default), :meth:`verify` checks prefix reuse (in ``prefix_mode``)
+        against the full prompt and the model's own ``forward`` and raises ``RuntimeError`` when
+        the model does not support it.
         """
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -311,7 +496,12 @@ class LLMJudge:
         model.to(placement.device).eval()
         prompt = JudgePrompt(tokenizer, policy_text, max_pair_tokens)
         judge = cls(
-            model, prompt, placement, token_budget=token_budget, max_batch_pairs=max_batch_pairs
+            model,
+            prompt,
+            placement,
+            token_budget=token_budget,
+            max_batch_pairs=max_batch_pairs,
+            prefix_mode=prefix_mode,
         )
         if verify:
             judge.verify()
@@ -323,8 +513,9 @@ class LLMJudge:
 
     @property
     def prefix_kv(self) -> tuple[tuple[Any, Any], ...]:
-        """The shared prefix cache: per layer ``(keys, values)``, each ``(1, heads, P, dim)``.
-        Read-only: every batch works on its own copy."""
+        """The prefilled prefix cache: per layer ``(keys, values)``, each ``(1, kv_heads, P,
+        head_dim)``, keys after RoPE at positions 0..P-1. Read-only: shared mode only reads it,
+        copy mode concatenates it into new per-batch tensors."""
         return self._prefix_kv
 
     def grade(
@@ -333,10 +524,14 @@ class LLMJudge:
         job_texts: Sequence[str],
         *,
         use_prefix_cache: bool = True,
+        prefix_mode: PrefixMode | None = None,
     ) -> GradeDistribution:
-        """Grade distributions of ``(member_texts[i], job_texts[i])``, in input order."""
+        """Grade distributions of ``(member_texts[i], job_texts[i])``, in input order.
+        ``prefix_mode`` overrides the judge's for this call (``None``: the judge's)."""
         return GradeDistribution.from_logits(
-            self.grade_logits(member_texts, job_texts, use_prefix_cache=use_prefix_cache)
+            self.grade_logits(
+                member_texts, job_texts, use_prefix_cache=use_prefix_cache, prefix_mode=prefix_mode
+            )
         )
 
     def grade_logits(
@@ -345,32 +540,54 @@ class LLMJudge:
         job_texts: Sequence[str],
         *,
         use_prefix_cache: bool = True,
+        prefix_mode: PrefixMode | None = None,
     ) -> np.ndarray:
         """The five grade-token logits at each pair's last real token, (n, 5) float32."""
         import torch
 
+        mode = _check_mode(prefix_mode or self.prefix_mode)
         suffixes = self.prompt.suffix_ids(list(member_texts), list(job_texts))
         out = np.empty((len(suffixes), len(GRADES)), dtype=np.float32)
         if not suffixes:
             return out
         extra = 0 if use_prefix_cache else self.prefix_length
         lengths = [len(s) + extra for s in suffixes]
-        run = self._forward_cached if use_prefix_cache else self._forward_full
+        if not use_prefix_cache:
+            run = self._forward_full
+        else:
+            run = self._forward_shared if mode == "shared" else self._forward_copy
+        cap = self.max_batch_pairs
+        if cap is None:
+            cap = self.COPY_MODE_MAX_PAIRS if use_prefix_cache and mode == "copy" else len(lengths)
         with torch.inference_mode():
             for planned in plan_batches(lengths, self.token_budget):
-                for start in range(0, len(planned), self.max_batch_pairs):
-                    idx = planned[start : start + self.max_batch_pairs]
+                for start in range(0, len(planned), cap):
+                    idx = planned[start : start + cap]
                     out[idx] = run([suffixes[i] for i in idx]).float().cpu().numpy()
         return out
 
     def verify(self) -> float:
-        """Grade two sample pairs with and without the prefix cache and through the model's own
-        ``forward``; raise ``RuntimeError`` when they disagree. Returns the max |prob diff|."""
+        """Grade two sample pairs with prefix reuse (the judge's ``prefix_mode``), with the full
+        prompt, and the first through the model's own ``forward``; raise ``RuntimeError`` when they
+        disagree beyond 1e-4 in probability in float32 or 5e-2 in bf16/fp16, or when the model
+        does not support the mode. Returns the max |prob diff|.
+
+        Why 5e-2: bf16 keeps 8 mantissa bits and each path rounds hidden states and K/V at every
+        layer in its own order. On the tiny random Llamas of the tests (CPU), every bf16 path,
+        the full prompt included, is ~3e-4 from float32 with weights at std 0.02 (shared vs full
+        likewise), but up to ~0.2 with the deliberately sharp std 0.5, where shared vs full then
+        reach 3e-2 to 7e-2 over seven pairs: a sharp model in bf16 can fail this check."""
         import torch
 
         members = ["Data engineer with Spark and SQL.", "Nurse"]
         jobs = ["Senior data engineer, Spark, SQL, Airflow; hybrid in Berlin.", "Nurse"]
-        cached = self.grade_logits(members, jobs)
+        try:
+            cached = self.grade_logits(members, jobs)
+        except (NotImplementedError, RuntimeError) as err:
+            raise RuntimeError(
+                f"prefix reuse (prefix_mode={self.prefix_mode!r}) does not support this model: "
+                f"{err}; try prefix_mode='copy' or use_prefix_cache=False"
+            ) from err
         full = self.grade_logits(members, jobs, use_prefix_cache=False)
         ids = self.prompt.prefix_ids + self.prompt.suffix_ids(members[:1], jobs[:1])[0]
         with torch.inference_mode():
@@ -386,8 +603,9 @@ class LLMJudge:
         tolerance = 1e-4 if self.placement.dtype_name == "float32" else 5e-2
         if not diff <= tolerance:
             raise RuntimeError(
-                f"prefix-cached, full-prompt and model.forward grades disagree by {diff:.3g} "
-                f"(> {tolerance}); this model does not support prefix reuse as done here"
+                f"prefix-cached ({self.prefix_mode}), full-prompt and model.forward grades "
+                f"disagree by {diff:.3g} (> {tolerance}); this model does not support prefix "
+                "reuse as done here"
             )
         return diff
 
@@ -406,15 +624,6 @@ class LLMJudge:
             )
         return tuple((layer.keys, layer.values) for layer in cache.layers)
 
-    def _batch_cache(self, size: int):
-        from transformers import DynamicCache
-
-        # DynamicCache.update concatenates into new tensors, so the shared prefix tensors (only
-        # expanded here, a view) are never written; each batch gets its own materialised copy.
-        return DynamicCache(
-            [(k.expand(size, -1, -1, -1), v.expand(size, -1, -1, -1)) for k, v in self._prefix_kv]
-        )
-
     def _padded(self, seqs: list[list[int]], offset: int):
         """Right-padded ids (B, W) and a mask (B, offset + W) with ones over the first
         ``offset`` (cached prefix) columns."""
@@ -430,7 +639,46 @@ class LLMJudge:
         device = self.placement.device
         return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
 
-    def _forward_cached(self, suffixes: list[list[int]]):
+    def _forward_shared(self, suffixes: list[list[int]]):
+        """The suffixes alone, positions P.., attending to the shared prefix cache."""
+        import torch
+
+        p = self.prefix_length
+        ids, mask = self._padded(suffixes, offset=0)
+        width = ids.shape[1]
+        causal = torch.ones(width, width, dtype=torch.bool, device=ids.device).tril()
+        # (B, 1, S, S): a 4D mask is passed through by transformers' mask creation as it is.
+        allowed = causal[None, None] & mask.bool()[:, None, None, :]
+        positions = torch.arange(p, p + width, device=ids.device)
+        shared = _SharedPrefix(self._prefix_kv)
+        with _attention_implementation(self._base.config, SHARED_ATTENTION):
+            hidden = self._base(
+                input_ids=ids,
+                attention_mask=allowed,
+                position_ids=positions.unsqueeze(0),  # broadcast over the batch
+                cache_position=positions,
+                use_cache=False,
+                shared_prefix=shared,
+            ).last_hidden_state
+        if shared.layers_seen != set(range(len(self._prefix_kv))):
+            raise RuntimeError(
+                f"{type(self.model).__name__}: shared-prefix attention ran in layers "
+                f"{sorted(shared.layers_seen)} of {len(self._prefix_kv)}; the model does not "
+                "dispatch attention through transformers' AttentionInterface with layer_idx"
+            )
+        return self._head_logits(hidden, [len(s) - 1 for s in suffixes])
+
+    def _batch_cache(self, size: int):
+        from transformers import DynamicCache
+
+        # DynamicCache.update concatenates into new tensors, so the shared prefix tensors (only
+        # expanded here, a view) are never written; each batch gets its own materialised copy.
+        return DynamicCache(
+            [(k.expand(size, -1, -1, -1), v.expand(size, -1, -1, -1)) for k, v in self._prefix_kv]
+        )
+
+    def _forward_copy(self, suffixes: list[list[int]]):
+        """The suffixes on a batch-sized copy of the prefix cache (prefix_mode="copy")."""
         import torch
 
         p = self.prefix_length
@@ -462,6 +710,12 @@ class LLMJudge:
         if self._softcap:  # Gemma-2 style final softcapping, as the model's own forward does
             logits = torch.tanh(logits / self._softcap) * self._softcap
         return logits
+
+
+def _check_mode(mode: str) -> PrefixMode:
+    if mode not in PREFIX_MODES:
+        raise ValueError(f"prefix_mode={mode!r}: expected one of {PREFIX_MODES}")
+    return mode  # type: ignore[return-value]
 
 
 class VLLMJudge:

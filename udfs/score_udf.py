@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pandas as pd
-from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from udfs.cross_encoder import ScorerConfig, scorer_for
+from udfs.cross_encoder import PreparedPairs, ScorerConfig, scorer_for
 from udfs.devices import task_gpu_addresses
+from udfs.overlap import map_ahead
 
 
 def score_pairs_udf(config: ScorerConfig):
@@ -18,8 +18,11 @@ def score_pairs_udf(config: ScorerConfig):
 
     The UDF takes two struct columns, the member's fields and the job's fields (the names the
     templates in ``config`` use), and returns a float score per row. Each Python worker loads the
-    model once (on the GPU its task was given, if CUDA is present) and keeps it across tasks;
-    within an Arrow batch pairs are sorted by length and batched by ``config.token_budget``.
+    model once (on the GPU its task was given, if CUDA is present) and keeps it across tasks
+    (:mod:`udfs.worker_cache`). Within an Arrow batch each distinct member and job text is
+    tokenized once and pairs are assembled from token ids (:mod:`udfs.pair_tokens`), sorted by
+    length and batched by the device's token budget. On a GPU the next Arrow batch is tokenized
+    in a background thread while the device scores the current one.
 
     Example::
 
@@ -30,14 +33,12 @@ def score_pairs_udf(config: ScorerConfig):
     @F.pandas_udf(T.FloatType())
     def score_pairs(batches: Iterator[tuple[pd.DataFrame, pd.DataFrame]]) -> Iterator[pd.Series]:
         scorer = scorer_for(config, task_gpu_addresses())
-        for members, jobs in batches:
-            yield pd.Series(
-                scorer.score_frames(members, jobs, config.member_template, config.job_template)
-            )
+
+        def prepare(frames: tuple[pd.DataFrame, pd.DataFrame]) -> PreparedPairs:
+            return scorer.prepare_frames(*frames, config.member_template, config.job_template)
+
+        on_gpu = scorer.placement.device != "cpu"
+        for pairs in map_ahead(prepare, batches, enabled=on_gpu):
+            yield pd.Series(scorer.score_prepared(pairs))
 
     return score_pairs
-
-
-def fields_struct(prefix_free_names: list[str], alias_from: str) -> Column:
-    """``struct(alias.col AS col, ...)`` for the given columns of a joined DataFrame."""
-    return F.struct(*[F.col(f"{alias_from}.{c}").alias(c) for c in prefix_free_names])

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Protocol
@@ -28,9 +27,10 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from udfs.devices import Placement, choose_placement
+from udfs.devices import Placement
 from udfs.grades import GRADES, GradeDistribution
 from udfs.pair_text import render, template_fields
+from udfs.worker_cache import worker_model
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class TeacherConfig:
     job_template: str
     policy_text: str = ""  # the llm backend's prefix holds the whole policy
     max_length: int = 256
-    token_budget: int = 8192
+    token_budget: int = 8192  # padded tokens per forward pass on CPU
+    gpu_token_budget: int = 65536  # and on a GPU
     cpu_threads: int = 1
     member_fields: tuple[str, ...] = ()
     job_fields: tuple[str, ...] = ()
@@ -53,6 +54,9 @@ class TeacherConfig:
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"teacher backend {self.backend!r} is not one of {tuple(BACKENDS)}")
+
+    def budget_for(self, placement: Placement) -> int:
+        return self.token_budget if placement.device == "cpu" else self.gpu_token_budget
 
     def fields(self) -> tuple[list[str], list[str]]:
         """The member and job columns the model reads (ids are added by the caller)."""
@@ -122,7 +126,7 @@ def _cross_encoder(config: TeacherConfig, placement: Placement) -> Teacher:
         config.model_dir,
         placement,
         max_length=config.max_length,
-        token_budget=config.token_budget,
+        token_budget=config.budget_for(placement),
         cpu_threads=config.cpu_threads,
     )
     return TextJudge(CrossEncoderJudge(scorer), config.member_template, config.job_template)
@@ -135,7 +139,7 @@ def _llm(config: TeacherConfig, placement: Placement) -> Teacher:
         config.model_dir,
         config.policy_text,
         placement,
-        token_budget=config.token_budget,
+        token_budget=config.budget_for(placement),
         max_pair_tokens=config.max_length,
         cpu_threads=config.cpu_threads,
     )
@@ -182,29 +186,12 @@ def grade_frames(teacher: Teacher, members: pd.DataFrame, jobs: pd.DataFrame) ->
     return teacher.grade_rows(members.reset_index(drop=True), jobs.reset_index(drop=True))
 
 
-_TEACHERS: dict[tuple, Teacher] = {}
-
-
 def teacher_for(config: TeacherConfig, gpu_addresses: Sequence[str]) -> Teacher:
-    """The worker's cached grade model for ``config`` on the device these GPU addresses give,
-    keyed by the folder's content version, so a model replaced in place is reloaded."""
-    import torch
-
-    placement = choose_placement(gpu_addresses, torch.cuda.is_available())
-    key = (config, _folder_stamp(config.model_dir), placement.device, placement.dtype_name)
-    if key not in _TEACHERS:
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        _TEACHERS[key] = load_teacher(config, placement)
-    return _TEACHERS[key]
-
-
-def _folder_stamp(model_dir: str) -> tuple:
-    """(name, size, mtime) of the folder's files: cheap, and changes when a file is replaced."""
-    try:
-        entries = sorted(os.scandir(model_dir), key=lambda e: e.name)
-    except OSError:
-        return ()
-    return tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+    """The worker's cached grade model for ``config`` on the device these GPU addresses give
+    (:func:`udfs.worker_cache.worker_model`: reloaded when the model folder changes)."""
+    return worker_model(
+        config, config.model_dir, gpu_addresses, lambda placement: load_teacher(config, placement)
+    )
 
 
 def distribution_frame(dist: GradeDistribution) -> pd.DataFrame:
