@@ -9,6 +9,7 @@ compares with every pair whose true grade is >= 3.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import platform
 import sys
@@ -59,4 +60,6 @@ def main(overrides: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="settings overrides")
+    main(parser.parse_args(sys.argv[1:]).overrides)

@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from jobs.grading import scorer_config
 from jobs.models import check_model_dir, prepare_default_student
-from jobs.score import scorer_config
 from jobs.settings import Settings, load_settings
 from schemas.tables import JOBS, MEMBERS
 from sim.world import CHUNK, job_latents, member_latents, render_jobs, render_members

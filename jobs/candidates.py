@@ -20,9 +20,8 @@ from pyspark.sql import functions as F
 
 from jobs.runlog import log
 from jobs.settings import CandidateSettings, Settings
-from jobs.tables_io import read_table, replace_quarantine, replace_run_date
-from jobs.validation import INPUTS_HINT as HINT
-from jobs.validation import JOB_RULES, MEMBER_RULES, validate_rows
+from jobs.tables_io import replace_quarantine, replace_run_date
+from jobs.validation import JOB_RULES, MEMBER_RULES, read_input, validate_rows
 from schemas.tables import CANDIDATES, JOBS, MEMBERS
 from schemas.vocab import SENIORITY_LEVELS
 
@@ -104,8 +103,8 @@ def candidate_pairs(members: DataFrame, jobs: DataFrame, conf: CandidateSettings
 
 def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
     """Extract members and jobs, validate, block; load `candidates` and `quarantine`."""
-    members = read_table(spark, settings.table_path("members"), MEMBERS, hint=HINT)
-    jobs = read_table(spark, settings.table_path("jobs"), JOBS, hint=HINT)
+    members = read_input(spark, settings, MEMBERS)
+    jobs = read_input(spark, settings, JOBS)
 
     limit = settings.validation.max_text_chars
     vm = validate_rows(members, MEMBER_RULES, max_text_chars=limit)
@@ -130,9 +129,39 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
         f"candidates: {counts['candidates']:,} pairs for {counts['members_with_candidates']:,} "
         f"members (top_k={settings.candidates.top_k}) -> {path}"
     )
+    counts.update(without_candidates(passed_m, passed_j, written))
+    missing = counts["members_without_candidates"]
+    status = (
+        "ok"
+        if counts["members_with_candidates"] + sum(missing.values()) == counts["members_passed"]
+        else "MISMATCH"
+    )
+    reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(missing.items())) or "none"
+    log(
+        f"candidates: {counts['members_passed']:,} valid members = "
+        f"{counts['members_with_candidates']:,} with candidates + {sum(missing.values()):,} "
+        f"without ({reasons}) [{status}]; {counts['jobs_no_blocking_key']:,} valid jobs have "
+        "no blocking key"
+    )
+    if status != "ok":
+        raise RuntimeError(f"candidates: valid members do not reconcile: {counts}")
     passed_m.unpersist()
     passed_j.unpersist()
     return counts
+
+
+def without_candidates(members: DataFrame, jobs: DataFrame, written: DataFrame) -> dict:
+    """Valid rows that got no candidate, by reason: ``no_blocking_key`` (no skill to block on,
+    e.g. skills that are only separators) or ``no_matching_job`` (keys, but no job shares one).
+    Jobs are counted when they have no blocking key, since they can never be a candidate."""
+    lonely = members.join(written.select("member_id").distinct(), "member_id", "left_anti")
+    reason = F.when(F.size("skills") == 0, "no_blocking_key").otherwise("no_matching_job")
+    rows = member_side(lonely).groupBy(reason.alias("reason")).count().collect()
+    no_key_jobs = job_side(jobs).where(F.size("skills") == 0).count()
+    return {
+        "members_without_candidates": {r["reason"]: r["count"] for r in rows},
+        "jobs_no_blocking_key": no_key_jobs,
+    }
 
 
 def reconcile(spark, settings, run_date, members, jobs, passed_m, passed_j) -> dict:

@@ -179,6 +179,29 @@ def promote(conf_path, run_date, overrides) -> None:
     job.promote(_session(settings), settings, day, run_id=new_run_id(day))
 
 
+@cli.command()
+@CONF
+@DATE
+@OVERRIDES
+def show(conf_path, run_date, overrides) -> None:
+    """A day at a glance: counts, quarantine reasons, scores, what changed since before."""
+    from jobs import show as job
+
+    settings, day = load_settings(conf_path, overrides), _date(run_date)
+    click.echo(job.format_show(job.show(_session(settings), settings, day)))
+
+
+@cli.command()
+@CONF
+@OVERRIDES
+def maintain(conf_path, overrides) -> None:
+    """Compact every Delta table and vacuum files older than maintenance.keep_days."""
+    from jobs import maintain as job
+
+    settings = load_settings(conf_path, overrides)
+    job.run(_session(settings), settings, run_id=new_run_id())
+
+
 @cli.command("run-daily")
 @CONF
 @DATE

@@ -1,4 +1,5 @@
-"""The evaluation report: one Markdown page and a plot, written beside the Delta tables.
+"""The evaluation report, written beside the Delta tables: ``report.html``, one self-contained
+page (its plot embedded), and the same as ``report.md`` + ``ndcg.png``.
 
 It shows every model and baseline against held-out gold grades (and the simulator's hidden
 truth when present), and the student's paired comparisons with their 95% intervals.
@@ -6,7 +7,10 @@ truth when present), and the student's paired comparisons with their 95% interva
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import html
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +35,8 @@ def write_report(
     run_date: dt.date,
     versions: dict[str, str],
 ) -> Path:
-    """Write ``report.md`` and ``ndcg.png`` under ``report_dir``; returns the Markdown path."""
+    """Write ``report.md``, ``ndcg.png`` and ``report.html`` under ``report_dir``; returns the
+    HTML page's path."""
     report_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"# policyrank evaluation {run_date}", ""]
     lines += ["Models: " + ", ".join(f"{m} `{v}`" for m, v in versions.items()), ""]
@@ -60,9 +65,78 @@ def write_report(
         lines.append(f"| {band} | {int(members.get(band, 0))} | " + " | ".join(cells) + " |")
     _plot(overall, report_dir / "ndcg.png")
     lines += ["", "![NDCG@10 per model](ndcg.png)", ""]
-    path = report_dir / "report.md"
-    path.write_text("\n".join(lines))
+    (report_dir / "report.md").write_text("\n".join(lines))
+    png = base64.b64encode((report_dir / "ndcg.png").read_bytes()).decode("ascii")
+    path = report_dir / "report.html"
+    path.write_text(markdown_to_html(lines, {"ndcg.png": f"data:image/png;base64,{png}"}))
     return path
+
+
+def markdown_to_html(lines: list[str], images: dict[str, str]) -> str:
+    """The report's own Markdown (headings, pipe tables, images, text) as one HTML page; image
+    sources are replaced through ``images`` (data URIs), so the page stands alone.
+
+    >>> page = markdown_to_html(["# T", "| a | b |", "| --- | ---: |", "| 1 | `x` |"], {})
+    >>> print(page[page.index("<h1>") : page.index("</body>")].strip())
+    <h1>T</h1>
+    <table>
+    <tr><th>a</th><th>b</th></tr>
+    <tr><td>1</td><td><code>x</code></td></tr>
+    </table>
+    """
+    body, table = [], []
+
+    def flush() -> None:
+        if table:
+            head, *rows = [r for r in table if not set(r.replace("|", "").strip()) <= set("-: ")]
+            body.append("<table>")
+            body.append(_row(head, "th"))
+            body.extend(_row(r, "td") for r in rows)
+            body.append("</table>")
+            table.clear()
+
+    for line in lines:
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            body.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
+        elif image := re.fullmatch(r"!\[(.*)\]\((.*)\)", line):
+            src = images.get(image.group(2), image.group(2))
+            body.append(f'<p><img alt="{html.escape(image.group(1))}" src="{src}"></p>')
+        elif line.strip():
+            body.append(f"<p>{_inline(line)}</p>")
+    flush()
+    title = html.escape(lines[0].lstrip("# ")) if lines else "policyrank evaluation"
+    return "\n".join(
+        [
+            "<!doctype html>",
+            f'<html><head><meta charset="utf-8"><title>{title}</title><style>{_CSS}</style>'
+            "</head><body>",
+            *body,
+            "</body></html>",
+        ]
+    )
+
+
+_CSS = (
+    "body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+    "table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}"
+)
+
+
+def _row(line: str, cell: str) -> str:
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    return "<tr>" + "".join(f"<{cell}>{_inline(c)}</{cell}>" for c in cells) + "</tr>"
+
+
+def _inline(text: str) -> str:
+    """Escape, then ``code`` spans."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
 
 
 def _markdown_table(part: pd.DataFrame) -> list[str]:

@@ -9,12 +9,12 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.settings import Settings
+from jobs.settings import ScoringSettings, Settings, TeacherSettings
 from udfs.cross_encoder import ScorerConfig
 from udfs.field_student import META_FILE, FieldStudent, FieldStudentConfig
 from udfs.grades import GRADES
 from udfs.pair_text import template_fields
-from udfs.score_udf import score_pairs_udf
+from udfs.score_udf import TaskResources, score_pairs_udf, with_task_resources
 from udfs.teacher import TeacherConfig
 from udfs.teacher_udf import teacher_labels_udf
 
@@ -60,10 +60,14 @@ def _valid(pairs: DataFrame) -> DataFrame:
 
 
 def label_pairs(
-    pairs: DataFrame, members: DataFrame, jobs: DataFrame, config: TeacherConfig
+    pairs: DataFrame,
+    members: DataFrame,
+    jobs: DataFrame,
+    config: TeacherConfig,
+    resources: TaskResources | None = None,
 ) -> tuple[DataFrame, DataFrame]:
     """(pairs with the grade model's ``grade_probs, expected_grade, grade, entropy``, pairs
-    that cannot be graded)."""
+    that cannot be graded); the grading stage's tasks hold ``resources`` when given."""
     with_fields = attach_fields(pairs, members, jobs, *config.fields())
     label = teacher_labels_udf(config)
     labelled = (
@@ -71,7 +75,7 @@ def label_pairs(
         .select("member_id", "job_id", label("member", "job").alias("label"))
         .select("member_id", "job_id", "label.*")
     )
-    return labelled, unscorable(with_fields)
+    return with_task_resources(labelled, resources), unscorable(with_fields)
 
 
 def grade_model(model_dir: Path, settings: Settings) -> TeacherConfig | None:
@@ -112,12 +116,29 @@ def scored_pairs(
     """
     graded = grade_model(model_dir, settings)
     if graded is not None:
-        labelled, bad = label_pairs(pairs, members, jobs, graded)
+        labelled, bad = label_pairs(pairs, members, jobs, graded, task_resources(settings.scoring))
         score = F.col("expected_grade").cast("float").alias("score")
         return labelled.select("member_id", "job_id", score), bad
     s = settings.scoring
-    config = ScorerConfig(
-        model_dir=str(model_dir),
+    config = scorer_config(s, str(model_dir))
+    fields = template_fields(s.member_template), template_fields(s.job_template)
+    with_fields = attach_fields(pairs, members, jobs, *fields)
+    score = score_pairs_udf(config)
+    scored = _valid(with_fields).select(
+        "member_id", "job_id", score("member", "job").alias("score")
+    )
+    return with_task_resources(scored, task_resources(s)), unscorable(with_fields)
+
+
+def task_resources(section: ScoringSettings | TeacherSettings) -> TaskResources:
+    """The per-task cores and GPUs a model stage asks for (``task_cpus`` / ``task_gpus``)."""
+    return TaskResources(section.task_cpus, section.task_gpus)
+
+
+def scorer_config(s: ScoringSettings, model_dir: str) -> ScorerConfig:
+    """The scoring UDF's config for a 1-logit cross-encoder in ``model_dir``."""
+    return ScorerConfig(
+        model_dir=model_dir,
         member_template=s.member_template,
         job_template=s.job_template,
         max_length=s.max_length,
@@ -125,13 +146,6 @@ def scored_pairs(
         gpu_token_budget=s.gpu_token_budget,
         cpu_threads=s.cpu_threads,
     )
-    fields = template_fields(s.member_template), template_fields(s.job_template)
-    with_fields = attach_fields(pairs, members, jobs, *fields)
-    score = score_pairs_udf(config)
-    scored = _valid(with_fields).select(
-        "member_id", "job_id", score("member", "job").alias("score")
-    )
-    return scored, unscorable(with_fields)
 
 
 def _field_config(model_dir: Path) -> FieldStudentConfig:

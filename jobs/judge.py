@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 
 from jobs import metrics
 from jobs.errors import PolicyrankError
-from jobs.grading import label_pairs
+from jobs.grading import label_pairs, task_resources
 from jobs.models import CARD, content_hash, model_version
 from jobs.policy import Policy, load_policy
 from jobs.runlog import log
@@ -211,7 +211,13 @@ def label(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id:
         f"labelling {n_todo:,}"
     )
     members, jobs = read_validated(spark, settings)
-    labelled, unlabelable = label_pairs(todo.select("member_id", "job_id"), members, jobs, config)
+    labelled, unlabelable = label_pairs(
+        todo.select("member_id", "job_id"),
+        members,
+        jobs,
+        config,
+        task_resources(settings.teacher),
+    )
     quarantine = replace_quarantine(
         unlabelable,
         settings.table_path("quarantine"),

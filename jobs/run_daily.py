@@ -8,7 +8,7 @@ import sys
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import candidates, evaluate, judge, sample, score, student
+from jobs import candidates, evaluate, judge, maintain, sample, score, student
 from jobs.errors import PolicyrankError
 from jobs.registry import Registry
 from jobs.runlog import log
@@ -62,6 +62,8 @@ def run(
         .first()
         .asDict()
     )
+    if maintain.is_due(settings, run_date):
+        summary["maintain"] = maintain.run(spark, settings, run_id=run_id)
     return summary
 
 
@@ -91,7 +93,13 @@ def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
         f"{c['members_quarantined']:,} quarantined",
         f"jobs        {c['jobs_in']:>9,} in = {c['jobs_passed']:,} passed + "
         f"{c['jobs_quarantined']:,} quarantined",
-        f"candidates  {c['candidates']:>9,} pairs for {c['members_with_candidates']:,} members",
+        f"candidates  {c['candidates']:>9,} pairs for {c['members_with_candidates']:,} members; "
+        f"{sum(c['members_without_candidates'].values()):,} valid members without any ("
+        + (
+            ", ".join(f"{k} {v:,}" for k, v in sorted(c["members_without_candidates"].items()))
+            or "none"
+        )
+        + f"); {c['jobs_no_blocking_key']:,} valid jobs without a blocking key",
         f"scored      {s['scored']:>9,} pairs (+ {s['quarantined']:,} quarantined), "
         f"kept {s['scores']:,} (top {settings.scoring.top_n} per member)",
         f"labelled    {lab['labelled']:>9,} pairs (+ {lab['already_labelled']:,} already) by "
@@ -103,6 +111,7 @@ def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
             else ""
         ),
         f"score       min {st['min']:.4f}  mean {st['mean']:.4f}  max {st['max']:.4f}",
+        maintenance_line(settings, summary),
         "",
         *eval_lines(summary),
         "Query them with Spark SQL:",
@@ -113,6 +122,19 @@ def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
         '.to_pyarrow_dataset().to_table().to_pandas().head())"',
     ]
     return "\n".join(lines)
+
+
+def maintenance_line(settings: Settings, summary: dict) -> str:
+    keep = settings.maintenance.keep_days
+    if "maintain" in summary:
+        files = sum(t["files_after"] for t in summary["maintain"].values())
+        return (
+            f"maintained  {len(summary['maintain'])} tables compacted ({files:,} live files), "
+            f"files older than {keep} days vacuumed"
+        )
+    weekday = settings.maintenance.weekday
+    when = "never (run `policyrank maintain`)" if weekday is None else f"weekday {weekday}"
+    return f"maintained  not today (runs on {when}; time travel keeps {keep} days)"
 
 
 def eval_lines(summary: dict) -> list[str]:

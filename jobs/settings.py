@@ -56,6 +56,8 @@ class ScoringSettings:
     token_budget: int = 8192
     gpu_token_budget: int = 65536
     cpu_threads: int = 1
+    task_cpus: int | None = None
+    task_gpus: float | None = None
     member_template: str = "{headline}. Skills: {skills}."
     job_template: str = "{title}. Required skills: {skills}."
 
@@ -121,6 +123,8 @@ class TeacherSettings:
     token_budget: int = 8192
     gpu_token_budget: int = 65536
     cpu_threads: int = 1
+    task_cpus: int | None = None
+    task_gpus: float | None = None
     fine_tune: FineTuneSettings = field(default_factory=FineTuneSettings)
     simulated: SimulatedJudgeSettings = field(default_factory=SimulatedJudgeSettings)
 
@@ -182,6 +186,12 @@ class GateSettings:
 
 
 @dataclass(frozen=True)
+class MaintenanceSettings:
+    keep_days: int = 7
+    weekday: int | None = 6
+
+
+@dataclass(frozen=True)
 class Settings:
     warehouse: str = "warehouse"
     spark: SparkSettings = field(default_factory=SparkSettings)
@@ -195,6 +205,7 @@ class Settings:
     student: StudentSettings = field(default_factory=StudentSettings)
     eval: EvalSettings = field(default_factory=EvalSettings)
     gate: GateSettings = field(default_factory=GateSettings)
+    maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
 
     def table_path(self, name: str) -> str:
         return f"{self.warehouse.rstrip('/')}/{name}"

@@ -11,6 +11,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from jobs.errors import PolicyrankError
 from jobs.settings import Settings
 from jobs.tables_io import read_table
 from schemas.tables import JOBS, MEMBERS, Table
@@ -93,11 +94,36 @@ def validate_rows(df: DataFrame, rules: RowRules, *, max_text_chars: int) -> Val
 INPUTS_HINT = "run `policyrank generate` first, or point `warehouse` at your tables"
 
 
+def check_columns(df: DataFrame, table: Table) -> None:
+    """The input contract, checked before anything is written: every column of ``table`` is
+    present with its type (extra columns are ignored). A breach stops the run with one line
+    naming the table, the column, the expected and the found type; nothing is cast silently."""
+    found = {f.name: f.dataType for f in df.schema.fields}
+    for col in table.columns:
+        expected = col.dtype.simpleString()
+        if col.name not in found:
+            raise PolicyrankError(
+                f"input table '{table.name}': column '{col.name}' is missing (expected {expected})"
+            )
+        if found[col.name] != col.dtype:
+            raise PolicyrankError(
+                f"input table '{table.name}': column '{col.name}' is "
+                f"{found[col.name].simpleString()}, expected {expected}"
+            )
+
+
+def read_input(spark: SparkSession, settings: Settings, table: Table) -> DataFrame:
+    """An input table (``members`` or ``jobs``), held to its contract (:func:`check_columns`)."""
+    df = read_table(spark, settings.table_path(table.name), table, hint=INPUTS_HINT)
+    check_columns(df, table)
+    return df
+
+
 def read_validated(spark: SparkSession, settings: Settings) -> tuple[DataFrame, DataFrame]:
     """Members and jobs that pass the row rules; quarantining them is the candidates job's."""
     limit = settings.validation.max_text_chars
-    members = read_table(spark, settings.table_path("members"), MEMBERS, hint=INPUTS_HINT)
-    jobs = read_table(spark, settings.table_path("jobs"), JOBS, hint=INPUTS_HINT)
+    members = read_input(spark, settings, MEMBERS)
+    jobs = read_input(spark, settings, JOBS)
     return (
         validate_rows(members, MEMBER_RULES, max_text_chars=limit).passed,
         validate_rows(jobs, JOB_RULES, max_text_chars=limit).passed,

@@ -3,7 +3,9 @@
 Run in its own process (own JVM and SparkContext), because GPU scheduling needs a cluster
 manager: local mode ignores ``spark.task.resource.gpu.amount``. It scores pairs with the real
 score UDF and, in the same tasks, records each task's GPU addresses, device, pid and time span
-with a ``mapInPandas`` probe. Prints one line ``GPU_PLACEMENT_RESULT <json>`` to stdout.
+with a ``mapInPandas`` probe; then once more with a stage-level task profile asking for both
+GPUs (``udfs.score_udf.with_task_resources``). Prints one line ``GPU_PLACEMENT_RESULT <json>``
+to stdout.
 
     python tests/gpu_placement_app.py --master spark://127.0.0.1:7077 --discovery-script gpus.sh
 """
@@ -33,10 +35,12 @@ from pyspark.sql import types as T  # noqa: E402
 from tests.tiny_models import build_tiny_cross_encoder  # noqa: E402
 from udfs.cross_encoder import CrossEncoderScorer, ScorerConfig, scorer_for  # noqa: E402
 from udfs.devices import Placement, task_gpu_addresses  # noqa: E402
-from udfs.score_udf import score_pairs_udf  # noqa: E402
+from udfs.score_udf import TaskResources, score_pairs_udf, with_task_resources  # noqa: E402
 
 RESULT_PREFIX = "GPU_PLACEMENT_RESULT "
+SENTINEL = "ZQX-sentinel-7f3a"  # member text: must never reach a log (test_gpu_placement.py)
 HEADLINES = ["senior data engineer", "junior engineer", "staff engineer at acme", "principal"]
+HEADLINES = [f"{h} {SENTINEL}" for h in HEADLINES]
 TITLES = ["data engineer", "engineer", "senior staff engineer location", "skills engineer at"]
 
 
@@ -92,7 +96,12 @@ def make_pairs(partitions: int, rows_per_partition: int) -> pd.DataFrame:
 
 
 def scored_with_probe(
-    spark: SparkSession, pairs: pd.DataFrame, config: ScorerConfig, partitions: int, sleep_s: float
+    spark: SparkSession,
+    pairs: pd.DataFrame,
+    config: ScorerConfig,
+    partitions: int,
+    sleep_s: float,
+    resources: TaskResources | None = None,
 ) -> DataFrame:
     schema = T.StructType(
         [
@@ -109,6 +118,7 @@ def scored_with_probe(
     scored = spark.createDataFrame(rdd, schema).select(
         "id", score(F.struct("headline"), F.struct("title")).alias("score")
     )
+    scored = with_task_resources(scored, resources)
 
     def probe(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         # Runs in the same task as the score UDF (same stage), so it sees the task's GPU.
@@ -147,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         spark = build_spark(args)
         try:
             rows = scored_with_probe(spark, pairs, config, args.partitions, args.sleep_s).collect()
+            both_gpus = TaskResources(cpus=1, gpus=2)
+            profiled = scored_with_probe(
+                spark, pairs, config, args.partitions, 0.0, resources=both_gpus
+            ).collect()
         finally:
             spark.stop()
         # Reference scores straight from the core, on CPU in this process, in input order.
@@ -175,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         "scored": [[r["id"], r["score"]] for r in rows],
         "reference": [float(x) for x in reference],
         "tasks": sorted(tasks.values(), key=lambda t: t["partition"]),
+        "profiled_gpus": sorted({r["gpus"] for r in profiled}),
+        "profiled_ids": sorted(r["id"] for r in profiled),
     }
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     return 0

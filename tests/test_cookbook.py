@@ -40,7 +40,11 @@ def test_run_daily_trains_evaluates_promotes_and_scores(spark, cookbook):
     assert {"prefilter", "random", "teacher"} <= set(compared.baseline)
     assert (compared.ci_low <= compared.estimate).all()
     assert (compared.estimate <= compared.ci_high).all()
-    assert (cookbook / "reports" / f"eval-{DAY}" / "report.md").is_file()
+    report = cookbook / "reports" / f"eval-{DAY}"
+    assert (report / "report.md").is_file()
+    page = (report / "report.html").read_text()  # one self-contained page, its plot inside
+    assert page.count("<table>") >= 3 and 'src="data:image/png;base64,' in page
+    assert "ndcg.png" not in page
 
 
 def test_evaluation_members_never_reach_training(spark, cookbook):

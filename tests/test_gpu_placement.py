@@ -169,6 +169,7 @@ def run(cluster: Cluster) -> dict:
     lines = [line for line in out.splitlines() if line.startswith(RESULT_PREFIX)]
     assert proc.returncode == 0 and len(lines) == 1, f"app failed:\n{out[-2000:]}\n{err[-4000:]}"
     result = json.loads(lines[0][len(RESULT_PREFIX) :])
+    result["app_output"] = out.replace(lines[0], "") + err
     # The executors are done once the app has stopped its SparkContext; read what they logged.
     result["executor_stderr"] = "".join(
         p.read_text(errors="replace") for p in sorted(cluster.worker_dir.glob("app-*/*/stderr"))
@@ -232,3 +233,17 @@ def test_scores_are_finite_complete_and_in_input_order(run: dict) -> None:
     got = [by_id[i] for i in run["input_ids"]]
     worst = max(abs(a - b) for a, b in zip(got, reference, strict=True))
     assert worst <= tol, list(zip(run["input_ids"], got, reference, strict=True))
+
+
+def test_a_stage_profile_gives_the_scoring_tasks_what_it_asks_for(run: dict) -> None:
+    # Stage-level scheduling: the scoring stage asked for 2 GPUs per task (the cluster default is
+    # 1), so every one of its tasks held both addresses, and every row was still scored.
+    assert [sorted(json.loads(g)) for g in run["profiled_gpus"]] == [["0", "1"]]
+    assert run["profiled_ids"] == run["input_ids"]
+    assert all(len(t["gpus"]) == 1 for t in run["tasks"])  # the unprofiled run: one each
+
+
+def test_no_member_text_in_any_spark_output(run: dict) -> None:
+    # The app's pairs carry a sentinel in every member text: the driver's and the executors'
+    # logs (JVM and Python workers) must never show it.
+    assert "ZQX-sentinel-7f3a" not in run["app_output"] + run["executor_stderr"]

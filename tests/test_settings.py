@@ -58,5 +58,6 @@ def test_a_conf_file_is_layered_over_the_local_default(tmp_path):
 
 def test_cluster_example_is_valid():
     s = load_settings(DEFAULT_CONF.parent / "cluster.example.yaml")
-    assert s.spark.extra["spark.task.resource.gpu.amount"] == 0.25
+    assert s.spark.extra["spark.task.resource.gpu.amount"] == 0.125
+    assert (s.scoring.task_gpus, s.scoring.task_cpus) == (0.5, 4)  # the scoring stage's profile
     assert s.world.generate_if_missing is False

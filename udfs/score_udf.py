@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pandas as pd
+import pyarrow as pa
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -42,3 +45,43 @@ def score_pairs_udf(config: ScorerConfig):
             yield pd.Series(scorer.score_prepared(pairs))
 
     return score_pairs
+
+
+@dataclass(frozen=True)
+class TaskResources:
+    """What each task of a model stage asks for (Spark stage-level scheduling); ``None`` leaves
+    the cluster-wide ``spark.task.cpus`` / ``spark.task.resource.gpu.amount``."""
+
+    cpus: int | None = None
+    gpus: float | None = None
+
+
+def with_task_resources(df: DataFrame, resources: TaskResources | None) -> DataFrame:
+    """``df``, computed by tasks that each hold ``resources`` (stage-level scheduling).
+
+    A pass-through ``mapInArrow`` carries a task ``ResourceProfile``; it runs in the same stage
+    as the model UDF that produced ``df`` (no shuffle between), so that whole stage is scheduled
+    with the profile: e.g. a GPU and 4 cores for scoring while the joins before it run on
+    plain CPU task slots. Spark supports task profiles on standalone, YARN and Kubernetes
+    clusters with dynamic allocation off, and refuses them in local mode. Without resources
+    ``df`` is returned as is.
+
+    Example::
+
+        scored = with_task_resources(scored, TaskResources(cpus=4, gpus=1))
+    """
+    if resources is None or (resources.cpus is None and resources.gpus is None):
+        return df
+    from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+
+    requests = TaskResourceRequests()
+    if resources.cpus is not None:
+        requests = requests.cpus(resources.cpus)
+    if resources.gpus is not None:
+        requests = requests.resource("gpu", resources.gpus)
+    profile = ResourceProfileBuilder().require(requests).build
+    return df.mapInArrow(_same_batches, df.schema, profile=profile)
+
+
+def _same_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    yield from batches

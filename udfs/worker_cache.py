@@ -18,7 +18,7 @@ from udfs.devices import Placement, choose_placement
 T = TypeVar("T")
 
 _MODELS: dict[tuple, tuple[tuple, object]] = {}
-_NOTES_SAID: set[str] = set()
+_NOTE_SAID = False  # the placement note goes out once per worker, whichever GPU a task got
 
 
 def content_version(model_dir: str) -> tuple:
@@ -44,11 +44,12 @@ def worker_model(
 ) -> T:
     """The worker's model for ``what`` (a frozen config) on the device the task's GPU addresses
     give: loaded with ``load(placement)`` on first use or when ``model_dir``'s content changed."""
+    global _NOTE_SAID
     import torch
 
     placement = choose_placement(gpu_addresses, torch.cuda.is_available())
-    if placement.note and placement.note not in _NOTES_SAID:
-        _NOTES_SAID.add(placement.note)  # once per worker, not once per task
+    if placement.note and not _NOTE_SAID:
+        _NOTE_SAID = True
         print(f"[policyrank pid={os.getpid()}] {placement.note}", file=sys.stderr, flush=True)
     key = (what, placement.device, placement.dtype_name)
     version = content_version(model_dir)

@@ -1,0 +1,14 @@
+"""Docstring examples that are meant to run, run."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["jobs.eval_report", "udfs.overlap"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,118 @@
+"""The input contract: schema drift stops the run before any write; rows that pass validation but
+cannot become candidates are counted with their reason."""
+
+import os
+
+from pyspark.sql import functions as F
+
+from jobs.candidates import candidate_pairs, without_candidates
+from jobs.cli import main
+from jobs.settings import CandidateSettings
+from jobs.validation import JOB_RULES, MEMBER_RULES, validate_rows
+from schemas.tables import JOBS, MEMBERS
+
+MEMBER = dict(
+    member_id="m1",
+    headline="Data Engineer",
+    summary="hi",
+    skills="Spark, SQL",
+    seniority="senior",
+    location="Berlin, DE",
+    remote_preference="hybrid",
+    work_authorization="DE",
+)
+JOB = dict(
+    job_id="j1",
+    title="Data Engineer",
+    company="Acme",
+    description="Spark all day",
+    skills="Spark, Airflow",
+    seniority="senior",
+    location="Berlin, DE",
+    workplace_type="hybrid",
+    visa_sponsorship=True,
+)
+
+
+def _frame(spark, table, base, *changes):
+    rows = [{**base, **c} for c in changes]
+    return spark.createDataFrame(rows, table.spark_schema(enforce_nullability=False))
+
+
+def _warehouse(spark, tmp_path, jobs_df):
+    root = tmp_path / "warehouse"
+    _frame(spark, MEMBERS, MEMBER, {}).write.format("delta").save(str(root / "members"))
+    jobs_df.write.format("delta").save(str(root / "jobs"))
+    return root
+
+
+def _run(root, capsys, *args):
+    try:
+        main(["candidates", "--date", "2026-11-26", f"warehouse={root}", *args])
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr()
+
+
+def test_a_column_of_the_wrong_type_stops_the_run_before_any_write(spark, tmp_path, capsys):
+    # visa_sponsorship as the string "yes": Spark would cast it to a boolean without a word
+    jobs = _frame(spark, JOBS, JOB, {}).withColumn("visa_sponsorship", F.lit("yes"))
+    root = _warehouse(spark, tmp_path, jobs)
+    code, out = _run(root, capsys)
+    assert code == 2
+    errors = [line for line in out.err.splitlines() if "error:" in line]
+    assert len(errors) == 1
+    assert "input table 'jobs': column 'visa_sponsorship' is string, expected boolean" in errors[0]
+    assert sorted(os.listdir(root)) == ["jobs", "members"]  # no quarantine, no candidates
+
+
+def test_a_missing_column_is_named(spark, tmp_path, capsys):
+    root = _warehouse(spark, tmp_path, _frame(spark, JOBS, JOB, {}).drop("workplace_type"))
+    code, out = _run(root, capsys)
+    assert code == 2
+    assert "input table 'jobs': column 'workplace_type' is missing (expected string)" in out.err
+
+
+def test_valid_members_without_candidates_are_counted_with_a_reason(spark):
+    members = _frame(
+        spark,
+        MEMBERS,
+        MEMBER,
+        {},
+        {"member_id": "m2", "skills": ",,,"},  # passes validation, nothing to block on
+        {"member_id": "m3", "skills": "Basket Weaving"},  # a key no job shares
+    )
+    jobs = _frame(spark, JOBS, JOB, {}, {"job_id": "j2", "skills": " , "})
+    passed_m = validate_rows(members, MEMBER_RULES, max_text_chars=1000).passed
+    passed_j = validate_rows(jobs, JOB_RULES, max_text_chars=1000).passed
+    assert passed_m.count() == 3 and passed_j.count() == 2  # all valid rows
+    written = candidate_pairs(passed_m, passed_j, CandidateSettings())
+    assert {r.member_id for r in written.collect()} == {"m1"}
+    counts = without_candidates(passed_m, passed_j, written)
+    assert counts == {
+        "members_without_candidates": {"no_blocking_key": 1, "no_matching_job": 1},
+        "jobs_no_blocking_key": 1,
+    }
+
+
+def test_maintain_compacts_and_keeps_the_configured_time_travel(spark, tmp_path, capsys):
+    from delta.tables import DeltaTable
+
+    root = tmp_path / "warehouse"
+    path = str(root / "members")
+    for i in range(4):  # four appends: four small files
+        _frame(spark, MEMBERS, MEMBER, {"member_id": f"m{i}"}).write.format("delta").mode(
+            "append"
+        ).save(path)
+    assert DeltaTable.forPath(spark, path).detail().first()["numFiles"] == 4
+    main(["maintain", f"warehouse={root}", "maintenance.keep_days=7"])
+    table = DeltaTable.forPath(spark, path)
+    assert table.detail().first()["numFiles"] == 1
+    assert "OPTIMIZE" in [r.operation for r in table.history().collect()]
+    # files replaced today are inside the 7 days kept: version 1 still reads
+    assert spark.read.format("delta").option("versionAsOf", 1).load(path).count() == 2
+    main(["maintain", f"warehouse={root}", "maintenance.keep_days=0"])
+    assert len(list((root / "members").glob("*.parquet"))) == 1  # old files are gone
+    assert spark.read.format("delta").load(path).count() == 4  # and no row is lost
+    assert "maintain: members: " in capsys.readouterr().err
