@@ -10,17 +10,8 @@ from jobs.cli import main
 from jobs.settings import CandidateSettings
 from jobs.validation import JOB_RULES, MEMBER_RULES, validate_rows
 from schemas.tables import JOBS, MEMBERS
+from tests.test_validation import GOOD as MEMBER
 
-MEMBER = dict(
-    member_id="m1",
-    headline="Data Engineer",
-    summary="hi",
-    skills="Spark, SQL",
-    seniority="senior",
-    location="Berlin, DE",
-    remote_preference="hybrid",
-    work_authorization="DE",
-)
 JOB = dict(
     job_id="j1",
     title="Data Engineer",

@@ -296,10 +296,14 @@ def test_report_lists_every_model_and_comparison(tmp_path: Path, random_pairs):
     assert set(compared[compared.baseline == "teacher"].statistic) == {"difference", "ratio"}
     versions = {name: f"{name}-v1" for name in frames}
     path = write_report(table, compared, tmp_path / "eval", dt.date(2026, 1, 1), versions)
-    text = path.read_text()
+    text = (path.parent / "report.md").read_text()
     assert text.startswith("# policyrank evaluation 2026-01-01")
     assert "| student |" in text and "| prefilter |" in text and "hidden true grades" in text
     assert (path.parent / "ndcg.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = path.read_text()  # report.html: the same tables, the plot inside
+    assert path.name == "report.html" and "<title>policyrank evaluation 2026-01-01" in page
+    assert "<td>student</td>" in page and "<td>prefilter</td>" in page
+    assert 'src="data:image/png;base64,' in page
     without_truth = metrics_table(frames, labels.assign(true_grade=np.nan))
     assert set(without_truth.label_source) == {"gold"}
 
