@@ -7,10 +7,29 @@ import datetime as dt
 import sys
 
 import click
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
 
 from jobs.errors import PolicyrankError
 from jobs.runlog import log, new_run_id
 from jobs.settings import Settings, load_settings
+
+_DELTA_CONFLICTS = (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
 
 CONF = click.option(
     "--conf",
@@ -202,6 +221,22 @@ def maintain(conf_path, overrides) -> None:
     job.run(_session(settings), settings, run_id=new_run_id())
 
 
+@cli.command()
+@CONF
+@OVERRIDES
+def catalog(conf_path, overrides) -> None:
+    """Register the warehouse's tables by name (catalog.database) for spark-sql."""
+    from jobs import catalog as job
+
+    settings = load_settings(conf_path, overrides)
+    if not settings.catalog.database:
+        raise PolicyrankError("catalog.database is null: set it to register the tables by name")
+    result = job.ensure_registered(_session(settings), settings)
+    if "error" in result:
+        raise PolicyrankError(f"tables not registered: {result['error']}")
+    click.echo(job.format_catalog(result))
+
+
 @cli.command("run-daily")
 @CONF
 @DATE
@@ -218,14 +253,17 @@ def run_daily(conf_path, run_date, retrain, overrides) -> None:
     score -> report. With world.generate_if_missing, the simulator first makes what is missing
     (world, gold labels, simulated judge)."""
     from jobs import run_daily as job
+    from jobs.day_lock import hold_day
 
     settings, day = load_settings(conf_path, overrides), _date(run_date)
-    spark, run_id = _session(settings), new_run_id(day)
-    if settings.world.generate_if_missing:
-        from sim import bootstrap
+    run_id = new_run_id(day)
+    with hold_day(settings, day, run_id=run_id):
+        spark = _session(settings)
+        if settings.world.generate_if_missing:
+            from sim import bootstrap
 
-        bootstrap.prepare(spark, settings, day, run_id=run_id)
-    summary = job.run(spark, settings, day, run_id=run_id, retrain=retrain)
+            bootstrap.prepare(spark, settings, day, run_id=run_id)
+        summary = job.run(spark, settings, day, run_id=run_id, retrain=retrain)
     click.echo(job.format_summary(settings, day, summary))
 
 
@@ -235,6 +273,15 @@ def main(argv: list[str] | None = None) -> None:
     except PolicyrankError as err:
         log(f"error: {err}")
         sys.exit(2)
+    except _DELTA_CONFLICTS as err:
+        # Reached only by writes that race one of the same date without a date lock (a URI
+        # warehouse): Delta committed nothing of this write. The message names the table only.
+        first = str(err).splitlines()[0][:300]
+        log(
+            f"error: another run wrote the same Delta table at the same time: {first}; nothing of "
+            "this write was committed: rerun the date once the other run has ended"
+        )
+        sys.exit(3)
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)

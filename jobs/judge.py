@@ -10,8 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from delta.exceptions import ConcurrentAppendException
 from delta.tables import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs import metrics
@@ -190,20 +192,8 @@ def label(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id:
         hint="run `policyrank sample --date D` first",
     ).where(F.col("run_date") == run_date)
     path = settings.table_path("teacher_labels")
-    todo = sampled
-    if table_exists(spark, path):
-        done = (
-            spark.read.format("delta")
-            .load(path)
-            .where(
-                (F.col("teacher_model_id") == teacher_id)
-                & (F.col("policy_version") == policy.version)
-                & (F.col("prompt_hash") == prompt_hash)
-            )
-        )
-        todo = sampled.join(
-            done.select("member_id", "job_id"), ["member_id", "job_id"], "left_anti"
-        )
+    labels_of = (teacher_id, policy.version, prompt_hash)
+    todo = _without_labels(spark, sampled, path, labels_of)
     n_sampled, n_todo = sampled.count(), todo.count()
     log(
         f"label: {n_sampled:,} sampled pairs for {run_date}; {n_sampled - n_todo:,} already "
@@ -242,18 +232,20 @@ def label(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id:
         F.lit(prompt_hash).alias("prompt_hash"),
         F.lit(run_id).alias("run_id"),
     )
-    (
-        rows.select(*TEACHER_LABELS.names)
-        .write.format("delta")
-        .mode("append")
-        .option("userMetadata", run_id)
-        .partitionBy(*TEACHER_LABELS.partition_by)
-        .save(path)
-    )
+    # The teacher's work is done once, even when the append below is retried.
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+    n_rows = rows.count()
+    _append_labels(spark, rows, path, labels_of, run_id=run_id)
+    rows.unpersist()
     new = spark.read.format("delta").load(path).where(F.col("run_id") == run_id).count()
     n_q = quarantine.count()
-    status = "ok" if n_todo == new + n_q else "MISMATCH"
-    log(f"label: {n_todo:,} to label = {new:,} labelled + {n_q:,} quarantined [{status}] -> {path}")
+    meanwhile = n_rows - new  # labelled by an overlapping run of another date
+    status = "ok" if n_todo == n_rows + n_q and meanwhile >= 0 else "MISMATCH"
+    log(
+        f"label: {n_todo:,} to label = {n_rows:,} labelled + {n_q:,} quarantined [{status}]"
+        + (f"; {meanwhile:,} of them were labelled meanwhile by another run" if meanwhile else "")
+        + f" -> {path}"
+    )
     if status != "ok":
         raise RuntimeError(f"label: {n_todo} pairs to label but {new} labelled + {n_q} quarantined")
     return {
@@ -263,6 +255,62 @@ def label(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id:
         "quarantined": n_q,
         "teacher_model_id": teacher_id,
     }
+
+
+def _without_labels(
+    spark: SparkSession, pairs: DataFrame, path: str, labels_of: tuple[str, str, str]
+) -> DataFrame:
+    """``pairs`` not yet labelled by this (teacher, policy version, prompt hash)."""
+    if not table_exists(spark, path):
+        return pairs
+    teacher_id, policy_version, prompt_hash = labels_of
+    done = (
+        spark.read.format("delta")
+        .load(path)
+        .where(
+            (F.col("teacher_model_id") == teacher_id)
+            & (F.col("policy_version") == policy_version)
+            & (F.col("prompt_hash") == prompt_hash)
+        )
+        .select("member_id", "job_id")
+    )
+    return pairs.join(done, ["member_id", "job_id"], "left_anti")
+
+
+def _append_labels(
+    spark: SparkSession,
+    rows: DataFrame,
+    path: str,
+    labels_of: tuple[str, str, str],
+    *,
+    run_id: str,
+    attempts: int = 3,
+) -> None:
+    """Append the labels of pairs still unlabelled, so each pair is labelled once.
+
+    The append reads the table it writes (to skip labelled pairs), so Delta refuses it when an
+    overlapping run of another date appended labels meanwhile; the retry then skips the pairs
+    that run labelled. Runs of the same date never overlap (``jobs.day_lock``).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            (
+                _without_labels(spark, rows, path, labels_of)
+                .select(*TEACHER_LABELS.names)
+                .write.format("delta")
+                .mode("append")
+                .option("userMetadata", run_id)
+                .partitionBy(*TEACHER_LABELS.partition_by)
+                .save(path)
+            )
+            return
+        except ConcurrentAppendException:
+            if attempt == attempts:
+                raise
+            log(
+                f"label: another run appended teacher labels meanwhile (attempt {attempt} of "
+                f"{attempts}); retrying without the pairs it labelled"
+            )
 
 
 # ---------------------------------------------------------------- calibrate

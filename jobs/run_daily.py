@@ -8,7 +8,7 @@ import sys
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import candidates, evaluate, judge, maintain, sample, score, student
+from jobs import candidates, catalog, evaluate, judge, maintain, sample, score, student
 from jobs.errors import PolicyrankError
 from jobs.registry import Registry
 from jobs.runlog import log
@@ -64,6 +64,8 @@ def run(
     )
     if maintain.is_due(settings, run_date):
         summary["maintain"] = maintain.run(spark, settings, run_id=run_id)
+    if settings.catalog.database:
+        summary["catalog"] = catalog.ensure_registered(spark, settings)
     return summary
 
 
@@ -112,9 +114,11 @@ def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
         ),
         f"score       min {st['min']:.4f}  mean {st['mean']:.4f}  max {st['max']:.4f}",
         maintenance_line(settings, summary),
+        *([catalog.format_catalog(summary["catalog"])] if "catalog" in summary else []),
         "",
         *eval_lines(summary),
-        "Query them with Spark SQL:",
+        *by_name_lines(summary, run_date),
+        "Query them by path in any Spark session:",
         f"  SELECT * FROM delta.`{settings.table_path('scores')}` WHERE run_date = '{run_date}'",
         "or without Spark:",
         f'  python -c "from deltalake import DeltaTable; '
@@ -122,6 +126,17 @@ def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
         '.to_pyarrow_dataset().to_table().to_pandas().head())"',
     ]
     return "\n".join(lines)
+
+
+def by_name_lines(summary: dict, run_date: dt.date) -> list[str]:
+    result = summary.get("catalog", {})
+    if not result or "error" in result:
+        return []
+    query = f"SELECT * FROM {result['database']}.scores WHERE run_date = '{run_date}' LIMIT 5"
+    return [
+        "Query them by name with spark-sql (pyspark's, from the activated venv):",
+        "  " + catalog.spark_sql_command(result, query),
+    ]
 
 
 def maintenance_line(settings: Settings, summary: dict) -> str:

@@ -79,6 +79,7 @@ class GoldSettings:
     n_raters: int = 3
     rater_noise: float = 0.1
     rater_disagreement: float = 0.1
+    red_team_pairs: int = 300
 
     @property
     def sampling(self) -> SamplingSettings:
@@ -192,6 +193,12 @@ class MaintenanceSettings:
 
 
 @dataclass(frozen=True)
+class CatalogSettings:
+    database: str | None = "policyrank"
+    metastore_dir: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     warehouse: str = "warehouse"
     spark: SparkSettings = field(default_factory=SparkSettings)
@@ -206,6 +213,7 @@ class Settings:
     eval: EvalSettings = field(default_factory=EvalSettings)
     gate: GateSettings = field(default_factory=GateSettings)
     maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
 
     def table_path(self, name: str) -> str:
         return f"{self.warehouse.rstrip('/')}/{name}"
@@ -221,6 +229,19 @@ class Settings:
     @property
     def registry_dir(self) -> Path:
         return Path(self.warehouse) / "registry"
+
+    @property
+    def metastore_dir(self) -> Path:
+        """Where the table names live: ``catalog.metastore_dir``, else ``<warehouse>/_catalog``
+        for a warehouse on the local file system."""
+        if self.catalog.metastore_dir:
+            return Path(self.catalog.metastore_dir).resolve()
+        if "://" in self.warehouse and not self.warehouse.startswith("file://"):
+            raise PolicyrankError(
+                f"catalog.metastore_dir must be set for a warehouse at {self.warehouse}: the "
+                "metastore is a local folder"
+            )
+        return Path(self.warehouse.removeprefix("file://")) / "_catalog"
 
 
 def load_settings(

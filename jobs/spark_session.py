@@ -18,6 +18,12 @@ from pyspark.sql import SparkSession
 from jobs.errors import PolicyrankError
 from jobs.settings import SparkSettings
 
+# Delta's SQL extension and catalog: for the jobs' sessions and spark-sql's properties file.
+DELTA_SQL_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
 
 def build_spark(conf: SparkSettings) -> SparkSession:
     """Return the active SparkSession, or start one from ``conf`` with Delta enabled.
@@ -31,10 +37,7 @@ def build_spark(conf: SparkSettings) -> SparkSession:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (
         SparkSession.builder.appName(conf.app_name)
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config(
-            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-        )
+        .config(map=DELTA_SQL_CONF)
         .config("spark.sql.shuffle.partitions", str(conf.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")

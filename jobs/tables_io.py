@@ -10,6 +10,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.errors import PolicyrankError
+from jobs.faults import inject_write_fault
 from schemas.tables import QUARANTINE, Table
 
 
@@ -48,7 +49,7 @@ def replace_run_date(
     """
     predicate = f"run_date = DATE'{run_date.isoformat()}'" + (f" AND {where}" if where else "")
     (
-        df.select(*table.names)
+        inject_write_fault(df.select(*table.names), table.name)
         .write.format("delta")
         .mode("overwrite")
         .option("replaceWhere", predicate)

@@ -209,7 +209,13 @@ GOLD_LABELS = Table(
         Column("policy_version", _S, False, "Policy the raters applied: semver+content hash."),
         Column("rater_grades", _INTS, True, "Each rater's 0-4 grade, when kept."),
         Column("rater_agreement", _D, True, "Share of raters who gave the gold grade."),
-        Column("source", _S, True, "How the pair was sampled (see sampled_pairs)."),
+        Column(
+            "source",
+            _S,
+            True,
+            "How the pair was sampled (see sampled_pairs); 'red_team': the simulator's slice of "
+            "injected pairs of held-out members, for calibration.",
+        ),
         Column("stratum", _S, True, "Segment 'occupation|seniority band|city' of the member."),
         Column(
             "policy_bucket", _S, True, "Observable policy breach of the pair (see sampled_pairs)."

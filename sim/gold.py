@@ -4,7 +4,8 @@ No human raters exist here, so the synthetic world supplies them: :func:`sim.rat
 applies the policy's rules to the hidden attributes (``truth``) with rater noise and
 disagreement. The gold sample is drawn like the teacher's (:func:`jobs.sample.sample_pairs`:
 whole candidate lists of drawn members, plus random pairs and hard negatives) with its own seed,
-so held-out members' lists carry gold grades to rank against. Besides ``gold_labels`` (what a
+so held-out members' lists carry gold grades to rank against, plus a red-team slice of
+injected pairs for calibration (:func:`red_team_pairs`). Besides ``gold_labels`` (what a
 real warehouse would hold) it writes ``true_grades``, the hidden truth of the same pairs, which
 evaluation reports beside the gold figures.
 """
@@ -21,8 +22,9 @@ from pyspark.sql import functions as F
 from jobs.candidates import candidate_pairs
 from jobs.policy import load_policy
 from jobs.runlog import log
-from jobs.sample import sample_pairs
+from jobs.sample import member_segments, pair_hash, policy_bucket, sample_pairs
 from jobs.settings import GoldSettings, Settings
+from jobs.splits import is_heldout
 from jobs.tables_io import overwrite_snapshot, read_table
 from jobs.validation import INPUTS_HINT, read_validated
 from schemas.tables import GOLD_LABELS, TRUE_GRADES, TRUTH
@@ -61,10 +63,60 @@ def gold_labels(pairs: pd.DataFrame, truth: pd.DataFrame, conf: GoldSettings) ->
     return out
 
 
+def injected_ids(frame: DataFrame, key: str, columns: list[str]) -> list[str]:
+    """Ids of the rows whose ``columns`` carry a planted injection (the simulator knows)."""
+    rows = frame.select(key, *columns).toPandas().fillna("")
+    hit = rows[columns].apply(lambda row: any(world.has_injection(v) for v in row), axis=1)
+    return rows.loc[hit, key].tolist()
+
+
+def red_team_pairs(
+    pairs: DataFrame, members: DataFrame, jobs: DataFrame, settings: Settings
+) -> DataFrame:
+    """Up to ``gold.red_team_pairs`` more pairs with a planted injection, source ``red_team``.
+
+    Drawn (by pair hash) among the held-out members the gold sample already graded, paired with
+    every job when the member's own text is injected, else with the injected jobs: calibration
+    then shows the teacher on an injected slice big enough to read, without touching what the
+    judge trains on or the members evaluation ranks.
+    """
+    n = settings.gold.red_team_pairs
+    graded = pairs.select("member_id").distinct().join(members, "member_id")
+    heldout = graded.where(is_heldout(settings.eval))
+    bad_members = injected_ids(heldout, "member_id", ["headline", "summary"])
+    bad_jobs = injected_ids(jobs, "job_id", ["title", "description"])
+    pool = (
+        heldout.select("member_id")
+        .crossJoin(jobs.select("job_id"))
+        .where(F.col("member_id").isin(bad_members) | F.col("job_id").isin(bad_jobs))
+    )
+    drawn = (
+        pool.join(pairs.select("member_id", "job_id"), ["member_id", "job_id"], "left_anti")
+        .orderBy(pair_hash(settings.gold.seed + 5), "member_id", "job_id")
+        .limit(n)
+        .join(member_segments(members), "member_id")
+    )
+    return (
+        drawn.alias("p")
+        .join(members.alias("m"), F.col("p.member_id") == F.col("m.member_id"))
+        .join(jobs.alias("j"), F.col("p.job_id") == F.col("j.job_id"))
+        .select(
+            "p.member_id",
+            "p.job_id",
+            F.lit("red_team").alias("source"),
+            "p.stratum",
+            policy_bucket().alias("policy_bucket"),
+        )
+    )
+
+
 def sampled_with_text(members: DataFrame, jobs: DataFrame, settings: Settings) -> pd.DataFrame:
-    """The gold sample: the candidate lists policyrank's own candidate step would give."""
+    """The gold sample: the candidate lists policyrank's own candidate step would give, plus the
+    red-team slice."""
     candidates = candidate_pairs(members, jobs, settings.candidates)
-    pairs = sample_pairs(candidates, members, jobs, settings.gold.sampling)
+    pairs = sample_pairs(candidates, members, jobs, settings.gold.sampling).localCheckpoint()
+    if settings.gold.red_team_pairs:
+        pairs = pairs.unionByName(red_team_pairs(pairs, members, jobs, settings))
     return (
         pairs.join(members.select("member_id", "headline", "summary"), "member_id")
         .join(jobs.select("job_id", "title", "description"), "job_id")

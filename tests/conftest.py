@@ -10,6 +10,16 @@ from tests.tiny_models import build_tiny_cross_encoder
 
 DAY = "2026-11-26"
 
+# Fixtures that start Spark; a test using one (or in a module that sets pytestmark) is a
+# `spark` test. The rest is the fast, Spark-free layer: `pytest -m "not spark"`.
+SPARK_FIXTURES = {"spark", "cookbook"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SPARK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.spark)
+
 
 @pytest.fixture(scope="session")
 def spark():
@@ -18,7 +28,9 @@ def spark():
 
     session = build_spark(
         SparkSettings(
-            master="local[2]",
+            # One retry per task, as a cluster's spark.task.maxFailures allows, so the fault
+            # test can fail a Python worker's first attempt (local[2] would fail the job).
+            master="local[2,2]",
             shuffle_partitions=2,
             driver_memory="2g",
             arrow_batch_rows=512,

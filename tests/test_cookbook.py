@@ -97,6 +97,8 @@ def test_a_warehouse_without_the_simulator_evaluates_and_promotes(
         "teacher.backend=cross_encoder",
         f"teacher.fine_tune.base_model_dir={tiny_grade_model}",
         "teacher.fine_tune.epochs=1",
+        "student.fields.epochs=3",  # the wiring, not the quality: test_gate.py has the numbers
+        "eval.bootstrap_samples=100",
         # a tiny random judge teaches nothing: this test is about the wiring, the gate's
         # decisions are tested on real numbers in tests/test_gate.py
         "gate.min_gain_over_prefilter=-10",

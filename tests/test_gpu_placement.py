@@ -33,11 +33,15 @@ RESULT_PREFIX = "GPU_PLACEMENT_RESULT "
 NOTE = re.compile(r"\[policyrank pid=(\d+)\] Spark assigned GPU (\S+) but CUDA is not available")
 START_TIMEOUT_S = 60
 APP_TIMEOUT_S = 150
+C1 = "-XX:TieredStopAtLevel=1"  # short-lived test JVMs warm up faster with C1 alone
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("java") is None and not os.environ.get("JAVA_HOME"),
-    reason="needs Java for a standalone Spark master and worker",
-)
+pytestmark = [
+    pytest.mark.spark,
+    pytest.mark.skipif(
+        shutil.which("java") is None and not os.environ.get("JAVA_HOME"),
+        reason="needs Java for a standalone Spark master and worker",
+    ),
+]
 
 
 @dataclass
@@ -58,6 +62,7 @@ def _env(tmp: Path) -> dict[str, str]:
         SPARK_LOG_DIR=str(tmp / "logs"),
         SPARK_PID_DIR=str(tmp),
         SPARK_DAEMON_MEMORY="512m",
+        SPARK_DAEMON_JAVA_OPTS=C1,
     )
     env.pop("PYSPARK_GATEWAY_PORT", None)  # never attach the app to the pytest session's JVM
     (tmp / "conf").mkdir(exist_ok=True)
@@ -247,3 +252,40 @@ def test_no_member_text_in_any_spark_output(run: dict) -> None:
     # The app's pairs carry a sentinel in every member text: the driver's and the executors'
     # logs (JVM and Python workers) must never show it.
     assert "ZQX-sentinel-7f3a" not in run["app_output"] + run["executor_stderr"]
+
+
+def test_spark_submit_runs_the_score_job_on_the_standalone_master(
+    cluster: Cluster, cookbook: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """The README's submit line, with --master: `jobs/score.py` as a cluster application."""
+    from deltalake import DeltaTable
+
+    from jobs.spark_session import delta_package
+    from tests.conftest import DAY
+
+    warehouse = tmp_path / "warehouse"
+    shutil.copytree(cookbook, warehouse, ignore=shutil.ignore_patterns("_catalog", "_locks"))
+    env = _env(cluster.logs.parent)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    before = set(cluster.worker_dir.glob("app-*"))
+    cmd = [
+        "spark-submit", "--master", cluster.master_url, "--packages", delta_package(),
+        "--conf", f"spark.pyspark.python={sys.executable}",
+        "--conf", "spark.executor.memory=1g", "--conf", "spark.sql.shuffle.partitions=2",
+        # test speed only: C1 alone warms these short-lived JVMs up faster
+        "--conf", f"spark.driver.extraJavaOptions={C1}",
+        "--conf", f"spark.executor.extraJavaOptions={C1}",
+        str(HERE.parent / "jobs" / "score.py"), "--date", DAY, f"warehouse={warehouse}",
+        f"scoring.model_dir={tiny_model}", "scoring.top_n=3",
+    ]  # fmt: skip
+    submit = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=APP_TIMEOUT_S)
+    assert submit.returncode == 0, submit.stderr[-4000:]
+    # spark-submit merges the Python driver's stderr into its own stdout.
+    printed = submit.stdout + submit.stderr
+    assert "score: " in printed and "[ok]" in printed
+    apps = set(cluster.worker_dir.glob("app-*")) - before
+    assert len(apps) == 1, "the job ran as an application of the standalone master"
+    scores = DeltaTable(str(warehouse / "scores")).to_pyarrow_dataset().to_table().to_pandas()
+    day = scores[scores.run_date.astype(str) == DAY]
+    assert len(day) > 0 and day.model_version.str.startswith("tiny-cross-encoder-").all()
+    assert day.groupby("member_id").size().max() == 3

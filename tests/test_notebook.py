@@ -16,4 +16,4 @@ def test_the_notebook_runs_top_to_bottom(cookbook, monkeypatch):
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     text = "".join(o.get("text", "") for o in outputs)
     assert "rows," in text and "members," in text  # the day's scores, read with deltalake
-    assert "mean_score" in text and "userMetadata" in text  # Spark SQL's two tables
+    assert "mean_score" in text and "userMetadata" in text  # DuckDB and polars

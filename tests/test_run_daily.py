@@ -1,40 +1,170 @@
-"""End to end: the daily run on a copy of the cookbook warehouse (a student in production, so
-no retraining) with an explicit scoring model; idempotent reruns; one-line errors."""
+"""End to end, as production meets the daily run, on a copy of the cookbook warehouse (a student
+in production, so no retraining) with an explicit scoring model and a sentinel planted in every
+profile and job post:
+
+- two dates run at once and both land, each pair labelled once, while a second run of the same
+  date (a `policyrank` process) is refused before it writes anything;
+- no output shows the planted text: a `policyrank` process's whole output (driver, JVM, Python
+  workers, CLI error) and, with fd capture, the in-process runs;
+- a rerun replaces exactly its date; `show` compares against the day's previous write;
+- a run SIGKILLed mid-write leaves the table at its last version, and a rerun whose Python
+  worker fails its first attempt (Spark retries it) writes the same day as a clean run.
+"""
 
 import datetime as dt
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from deltalake import DeltaTable
+from pyspark.sql import functions as F
 
 from jobs.cli import main
 from tests.conftest import cookbook_args
 
-# The cookbook's own date stays untouched by runs of another one.
-COOKBOOK_DAY, DAY = "2026-11-26", "2026-11-28"
+# The cookbook's own date stays untouched by runs of other ones.
+COOKBOOK_DAY, DAY, OTHER_DAY = "2026-11-26", "2026-11-28", "2026-11-30"
+SENTINEL = "ZQX-sentinel-7f3a"
+# The suite's session settings, so subprocess runs and in-process reruns batch alike.
+SESSION = ["spark.shuffle_partitions=2", "spark.arrow_batch_rows=512", "spark.driver_memory=1g"]
+KEY = ["member_id", "job_id"]
+
+
+def _plant(spark, warehouse, table, columns):
+    """Append the sentinel to free-text columns of every row (one rewrite of the snapshot)."""
+    path = f"{warehouse}/{table}"
+    df = spark.read.format("delta").load(path)
+    for col in columns:
+        df = df.withColumn(col, F.concat_ws(" ", F.col(col), F.lit(SENTINEL)))
+    df.localCheckpoint().write.format("delta").mode("overwrite").save(path)
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory, cookbook):
+def warehouse(tmp_path_factory, cookbook, spark):
     copy = tmp_path_factory.mktemp("daily") / "warehouse"
-    shutil.copytree(cookbook, copy)
+    shutil.copytree(cookbook, copy, ignore=shutil.ignore_patterns("_catalog"))
+    _plant(spark, copy, "members", ["headline", "summary", "skills"])
+    _plant(spark, copy, "jobs", ["title", "description"])
     return copy
 
 
 def _args(warehouse, tiny_model, *extra):
-    return [*cookbook_args(warehouse), f"scoring.model_dir={tiny_model}", "scoring.top_n=3", *extra]
+    return [
+        *cookbook_args(warehouse),
+        f"scoring.model_dir={tiny_model}",
+        "scoring.top_n=3",
+        "catalog.database=null",  # registration is tested on the cookbook (test_catalog.py)
+        "maintenance.weekday=null",
+        *extra,
+    ]
 
 
 def _day(spark, warehouse, table, day):
     return spark.read.format("delta").load(f"{warehouse}/{table}").where(f"run_date = '{day}'")
 
 
+class Run:
+    """A `policyrank` process in its own process group (driver, JVM, Python workers), its
+    output in files so a full pipe never stalls it."""
+
+    def __init__(self, logs: Path, name: str, *args: str, fault: str = "") -> None:
+        self.out, self.err = logs / f"{name}.out", logs / f"{name}.err"
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from jobs.cli import main; main()", *args],
+                env={**os.environ, "POLICYRANK_FAULT": fault},
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+
+    def finish(self, timeout: float) -> tuple[int, str, str]:
+        code = self.proc.wait(timeout)
+        return code, self.out.read_text(), self.err.read_text()
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def _wait(predicate, timeout: float, what: str, run: Run) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if run.proc.poll() is not None:
+            err = run.err.read_text()[-3000:]
+            pytest.fail(f"{what}: the run ended first (exit {run.proc.returncode}): {err}")
+        if time.monotonic() > end:
+            run.kill()
+            pytest.fail(f"{what}: not within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
-def first_run(spark, warehouse, tiny_model):
-    main(["run-daily", "--date", DAY, *_args(warehouse, tiny_model)])
+def daily_runs(warehouse, tiny_model, tmp_path_factory):
+    """`run-daily` for DAY and OTHER_DAY at once (two driver threads sharing this process's warm
+    Spark, as two jobs on one cluster would; the date lock and Delta's conflict detection work the
+    same across processes), and DAY again, a `policyrank` process, while DAY's run holds the
+    date."""
+    logs = tmp_path_factory.mktemp("daily-logs")
+    args = _args(warehouse, tiny_model)
+    codes: dict[str, object] = {}
+
+    def run_day(day: str) -> None:
+        try:
+            main(["run-daily", "--date", day, *args])
+            codes[day] = 0
+        except SystemExit as exit_:
+            codes[day] = exit_.code
+
+    threads = {day: threading.Thread(target=run_day, args=(day,)) for day in (DAY, OTHER_DAY)}
+    for thread in threads.values():
+        thread.start()
+    lock = warehouse / "_locks" / f"run-daily-{DAY}.lock"
+    end = time.monotonic() + 60
+    while not (lock.exists() and lock.stat().st_size > 0) and time.monotonic() < end:
+        time.sleep(0.1)
+    refused = Run(logs, "same-day", "run-daily", "--date", DAY, *args).finish(120)
+    overlapped = threads[DAY].is_alive()
+    for thread in threads.values():
+        thread.join(600)
+    return {"codes": codes, "refused": refused, "overlapped": overlapped, "lock": lock}
+
+
+@pytest.fixture(scope="module")
+def first_run(spark, warehouse, daily_runs):
     return {
         t: _day(spark, warehouse, t, DAY).toPandas() for t in ("candidates", "scores", "quarantine")
     }
+
+
+def test_two_dates_run_side_by_side_and_one_date_runs_once(spark, warehouse, daily_runs):
+    code, out, err = daily_runs["refused"]
+    assert code == 2 and daily_runs["overlapped"], "the refused run overlapped DAY's run"
+    assert f"run-daily {DAY} is already running (run {DAY}-" in err
+    assert "stopped before writing anything" in err
+    assert SENTINEL not in out + err
+    assert daily_runs["codes"] == {DAY: 0, OTHER_DAY: 0}
+    run_ids = set()
+    for day in (DAY, OTHER_DAY):
+        scores = _day(spark, warehouse, "scores", day).toPandas()
+        candidates = _day(spark, warehouse, "candidates", day).toPandas()
+        labels = _day(spark, warehouse, "teacher_labels", day).toPandas()
+        # Each day is whole and one run's: never rows of two runs in a table or across tables.
+        assert set(scores.run_id) == set(candidates.run_id) == set(labels.run_id)
+        assert scores.run_id.nunique() == 1 and set(scores.member_id) == set(candidates.member_id)
+        run_ids |= set(scores.run_id)
+    assert len(run_ids) == 2
+    # Both days sampled pairs the other labelled too; each pair is still labelled once.
+    labels = spark.read.format("delta").load(f"{warehouse}/teacher_labels").toPandas()
+    assert not labels.duplicated([*KEY, "teacher_model_id", "prompt_hash"]).any()
+    assert not daily_runs["lock"].read_text(), "the lock is released, its holder cleared"
 
 
 def test_run_daily_writes_reconciled_tables(spark, warehouse, first_run):
@@ -76,32 +206,7 @@ def test_outputs_are_readable_by_spark_sql_and_deltalake(spark, warehouse, first
     assert n == len(first_run["scores"])
 
 
-def test_rerun_replaces_exactly_that_date(spark, warehouse, tiny_model, first_run, capsys):
-    other_before = _day(spark, warehouse, "scores", COOKBOOK_DAY).toPandas()
-    assert len(other_before)
-    main(["run-daily", "--date", DAY, *_args(warehouse, tiny_model)])
-    for table in ("candidates", "scores", "quarantine"):
-        again = _day(spark, warehouse, table, DAY).toPandas()
-        assert len(again) == len(first_run[table]), table
-        assert again.run_id.nunique() <= 1
-        if len(again):
-            assert set(again.run_id) != set(first_run[table].run_id)  # really rewritten
-    scores = _day(spark, warehouse, "scores", DAY).toPandas()
-    assert not scores.duplicated(["member_id", "job_id"]).any()
-    key = ["member_id", "job_id", "score", "rank"]
-    before = first_run["scores"][key].sort_values(key[:2]).reset_index(drop=True)
-    assert before.equals(scores[key].sort_values(key[:2]).reset_index(drop=True))
-    other_after = _day(spark, warehouse, "scores", COOKBOOK_DAY).toPandas()
-    assert other_after.run_id.tolist() == other_before.run_id.tolist()
-    # `show` sees the rerun through time travel: the same pairs as the day's previous write
-    capsys.readouterr()
-    main(["show", "--date", DAY, *_args(warehouse, tiny_model)])
-    shown = capsys.readouterr().out
-    assert f"scores: {len(scores):,} rows for {scores.member_id.nunique():,} members" in shown
-    assert f"vs {COOKBOOK_DAY}: " in shown
-    assert f"{len(scores):,} pairs kept, 0 new, 0 dropped" in shown.split("rerun:")[1]
-
-
+@pytest.mark.spark
 def test_missing_inputs_and_model_are_one_line_errors(tmp_path, tiny_model, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["candidates", "--date", DAY, f"warehouse={tmp_path}"])
@@ -114,3 +219,75 @@ def test_missing_inputs_and_model_are_one_line_errors(tmp_path, tiny_model, caps
     with pytest.raises(SystemExit):
         main(["run-daily", "scoring.top_nn=1"])
     assert "unknown config key 'scoring.top_nn'" in capsys.readouterr().err
+
+
+def _files(warehouse: Path, table: str, day: str) -> set[str]:
+    return {p.name for p in (warehouse / table / f"run_date={day}").glob("part-*")}
+
+
+def test_a_killed_write_keeps_the_last_version(warehouse, tiny_model, first_run, tmp_path):
+    """SIGKILL a whole `policyrank score` (driver, JVM, Python workers) once one task of the
+    scores write has written its file while the other stalls: nothing is committed."""
+    scores = DeltaTable(str(warehouse / "scores"))
+    before, version = scores.to_pandas(), scores.version()
+    assert (before.run_date.astype(str) == DAY).sum() > 0
+    old_files = _files(warehouse, "scores", DAY)  # replaced versions' files stay until VACUUM
+    # Two write tasks: AQE would coalesce this small day into one.
+    two_tasks = tmp_path / "two-tasks.yaml"
+    two_tasks.write_text(
+        "spark:\n  extra:\n    spark.sql.adaptive.coalescePartitions.enabled: false\n"
+        "    spark.databricks.delta.snapshotPartitions: 2\n"
+        "    spark.driver.extraJavaOptions: -XX:TieredStopAtLevel=1\n"
+    )
+    args = ["--date", DAY, "--conf", str(two_tasks), *_args(warehouse, tiny_model), *SESSION]
+    killed = Run(tmp_path, "killed", "score", *args, fault="stall:scores:0:600")
+    _wait(lambda: _files(warehouse, "scores", DAY) - old_files, 300, "a scores file", killed)
+    killed.kill()
+    assert killed.finish(30)[0] == -signal.SIGKILL
+    printed = killed.out.read_text() + killed.err.read_text()  # driver, JVM and workers
+    assert "TEST FAULT" in printed and "score: " in printed and SENTINEL not in printed
+    table = DeltaTable(str(warehouse / "scores"))
+    assert table.version() == version, "a killed write committed"
+    live = {Path(uri).name for uri in table.file_uris()}
+    assert _files(warehouse, "scores", DAY) - old_files - live, "no file was written before"
+    pd.testing.assert_frame_equal(table.to_pandas().sort_values(KEY), before.sort_values(KEY))
+
+
+def test_a_rerun_with_a_failing_worker_replaces_exactly_that_date(
+    spark, warehouse, tiny_model, first_run, tmp_path, monkeypatch, capfd
+):
+    """After the kill, rerun the day with a Python worker that fails its first attempt on the
+    scores write: Spark retries it (the suite's session is local[2,2], one retry, as a cluster
+    allows), and the day equals the clean run's, other dates untouched."""
+    other_before = _day(spark, warehouse, "scores", COOKBOOK_DAY).toPandas()
+    assert len(other_before)
+    fired = tmp_path / "faults.log"
+    monkeypatch.setenv("POLICYRANK_FAULT", "fail:scores:0")
+    monkeypatch.setenv("POLICYRANK_FAULT_LOG", str(fired))
+    capfd.readouterr()
+    main(["run-daily", "--date", DAY, *_args(warehouse, tiny_model)])
+    printed = capfd.readouterr()
+    assert fired.read_text() == "fail partition 0 attempt 0\n"  # it failed once, then passed
+    assert "TEST FAULT" in printed.err and "label: " in printed.err
+    assert SENTINEL not in printed.out + printed.err
+    for table in ("candidates", "scores", "quarantine"):
+        again = _day(spark, warehouse, table, DAY).toPandas()
+        assert len(again) == len(first_run[table]), table
+        assert again.run_id.nunique() <= 1
+        if len(again):
+            assert set(again.run_id) != set(first_run[table].run_id)  # really rewritten
+    scores = _day(spark, warehouse, "scores", DAY).toPandas()
+    assert not scores.duplicated(KEY).any()
+    cols = [*KEY, "rank", "model_version"]
+    before = first_run["scores"].sort_values(KEY).reset_index(drop=True)
+    scores = scores.sort_values(KEY).reset_index(drop=True)
+    assert before[cols].equals(scores[cols])
+    np.testing.assert_allclose(scores.score, before.score, atol=1e-6)
+    other_after = _day(spark, warehouse, "scores", COOKBOOK_DAY).toPandas()
+    assert other_after.run_id.tolist() == other_before.run_id.tolist()
+    # `show` sees the rerun through time travel: the same pairs as the day's previous write
+    main(["show", "--date", DAY, *_args(warehouse, tiny_model)])
+    shown = capfd.readouterr().out
+    assert f"scores: {len(scores):,} rows for {scores.member_id.nunique():,} members" in shown
+    assert f"vs {COOKBOOK_DAY}: " in shown
+    assert f"{len(scores):,} pairs kept, 0 new, 0 dropped" in shown.split("rerun:")[1]

@@ -100,3 +100,10 @@ def test_calibration_reports_kappa_per_slice(spark, cookbook, capsys):
     # the simulated judge is tuned to agree with gold like an LLM judge (kappa 0.72-0.77)
     assert 0.5 < overall.weighted_kappa < 0.95
     assert any(s.startswith("occupation:") for s in rows.slice)
+    # The red-team slice makes the injected slice readable: at least gold.red_team_pairs pairs,
+    # every one of them injected, beside the clean slice.
+    by_slice = rows.set_index("slice")
+    red_team = by_slice.loc["source:red_team"].pairs
+    assert red_team == settings.gold.red_team_pairs == 300
+    assert by_slice.loc["injected"].pairs >= red_team
+    assert by_slice.loc["clean"].pairs + by_slice.loc["injected"].pairs == overall.pairs

@@ -1,0 +1,54 @@
+"""Analysts query the warehouse by name: `spark-sql` (pyspark's own) reads policyrank.scores
+from the metastore the daily run registered, and sees the rows polars and DuckDB see."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from jobs import catalog
+from jobs.settings import load_settings
+from tests.conftest import DAY, cookbook_args
+
+
+def test_spark_sql_reads_the_registered_names(spark, cookbook, tmp_path):
+    home = cookbook / "_catalog"
+    registered = json.loads((home / "registered.json").read_text())
+    assert {"scores", "candidates", "quarantine", "teacher_labels"} <= set(registered)
+    assert not set(registered) & set(catalog.SIMULATOR_ONLY)  # hidden truth is not registered
+    assert registered["scores"] == f"{cookbook}/scores"
+
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("PYSPARK_GATEWAY_PORT", None)
+    query = (
+        f"SELECT count(*), sum(rank), count(DISTINCT member_id) FROM policyrank.scores "
+        f"WHERE run_date = '{DAY}'; SHOW TABLES IN policyrank"
+    )
+    sql = subprocess.run(
+        [bin_dir / "spark-sql", "--properties-file", home / "spark-sql.conf", "-S", "-e", query],
+        cwd=tmp_path,  # any working directory: the metastore is found by the properties file
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert sql.returncode == 0, sql.stderr[-3000:]
+    lines = sql.stdout.strip().splitlines()
+    scores = pl.read_delta(str(cookbook / "scores")).filter(pl.col("run_date").cast(str) == DAY)
+    expected = f"{scores.height}\t{scores['rank'].sum()}\t{scores['member_id'].n_unique()}"
+    assert lines[0] == expected
+    shown = {field for line in lines[1:] for field in line.split("\t")}
+    assert set(registered) <= shown, lines[1:]
+    assert not list(tmp_path.iterdir()), "no derby.log or metastore_db in the working directory"
+
+    # Registered once: a second daily run finds nothing new and starts no child JVM.
+    settings = load_settings(None, cookbook_args(cookbook))
+    again = catalog.ensure_registered(spark, settings)
+    assert again["new"] == [] and again["registered"] == sorted(registered)
+    assert catalog.format_catalog(again).endswith(f"({len(registered)} tables)")
