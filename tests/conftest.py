@@ -34,12 +34,9 @@ def spark():
             shuffle_partitions=2,
             driver_memory="2g",
             arrow_batch_rows=512,
-            extra={
-                "spark.databricks.delta.snapshotPartitions": 2,
-                # The suite is CPU-bound on 2 cores and much of that is the JIT warming up for
-                # many small plans: C1 alone cut a module's CPU time by a third (90 s -> 79 s).
-                "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1",
-            },
+            # (C1-only JIT helps the short-lived JVMs the tests spawn, but made this long-lived
+            # session slower overall: docs/benchmarks.md.)
+            extra={"spark.databricks.delta.snapshotPartitions": 2},
         )
     )
     yield session
