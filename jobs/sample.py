@@ -126,8 +126,14 @@ def sample_pairs(
     )
     sampled = lists.unionByName(hard).unionByName(ordinary).join(segments, "member_id")
     # Every sampled pair, candidate or not, carries its policy bucket.
+    return with_policy_bucket(sampled, members, jobs).dropDuplicates(["member_id", "job_id"])
+
+
+def with_policy_bucket(pairs: DataFrame, members: DataFrame, jobs: DataFrame) -> DataFrame:
+    """``member_id, job_id, source, stratum, policy_bucket`` of ``pairs`` (which carry
+    ``member_id, job_id, source, stratum``)."""
     return (
-        sampled.alias("p")
+        pairs.alias("p")
         .join(members.alias("m"), F.col("p.member_id") == F.col("m.member_id"))
         .join(jobs.alias("j"), F.col("p.job_id") == F.col("j.job_id"))
         .select(
@@ -137,7 +143,6 @@ def sample_pairs(
             "p.stratum",
             policy_bucket().alias("policy_bucket"),
         )
-        .dropDuplicates(["member_id", "job_id"])
     )
 
 

@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from jobs.candidates import candidate_pairs
 from jobs.policy import load_policy
 from jobs.runlog import log
-from jobs.sample import member_segments, pair_hash, policy_bucket, sample_pairs
+from jobs.sample import member_segments, pair_hash, sample_pairs, with_policy_bucket
 from jobs.settings import GoldSettings, Settings
 from jobs.splits import is_heldout
 from jobs.tables_io import overwrite_snapshot, read_table
@@ -96,18 +96,7 @@ def red_team_pairs(
         .limit(n)
         .join(member_segments(members), "member_id")
     )
-    return (
-        drawn.alias("p")
-        .join(members.alias("m"), F.col("p.member_id") == F.col("m.member_id"))
-        .join(jobs.alias("j"), F.col("p.job_id") == F.col("j.job_id"))
-        .select(
-            "p.member_id",
-            "p.job_id",
-            F.lit("red_team").alias("source"),
-            "p.stratum",
-            policy_bucket().alias("policy_bucket"),
-        )
-    )
+    return with_policy_bucket(drawn.withColumn("source", F.lit("red_team")), members, jobs)
 
 
 def sampled_with_text(members: DataFrame, jobs: DataFrame, settings: Settings) -> pd.DataFrame:
