@@ -15,10 +15,10 @@ import platform
 import sys
 import time
 
-from jobs.candidates import blocked_rows, candidate_pairs, job_side, member_side
-from jobs.settings import load_settings
-from jobs.spark_session import build_spark
-from jobs.validation import JOB_RULES, MEMBER_RULES, validate_rows
+from jobs.config.settings import load_settings
+from jobs.pairs.blocking import blocked_rows, candidate_pairs, job_side, member_side
+from jobs.runtime.spark_session import build_spark
+from jobs.warehouse.validation import JOB_RULES, MEMBER_RULES, validate_rows
 from sim import world
 from sim.generate import generate_world
 

@@ -33,9 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from jobs.grading import scorer_config
-from jobs.models import check_model_dir, prepare_default_student
-from jobs.settings import Settings, load_settings
+from jobs.config.settings import Settings, load_settings
+from jobs.models.cards import check_model_dir, prepare_default_student
+from jobs.models.inference import scorer_config
 from schemas.tables import JOBS, MEMBERS
 from sim.world import CHUNK, job_latents, member_latents, render_jobs, render_members
 from udfs.cross_encoder import ScorerConfig, plan_batches, scores_from_logits
@@ -430,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_spark_paths(
     settings: Settings, config: ScorerConfig, pairs: Pairs, lengths: np.ndarray, batch_size: int
 ) -> list[Result]:
-    from jobs.spark_session import build_spark
+    from jobs.runtime.spark_session import build_spark
 
     # The driver's tokenizer already used its thread pool; say it is off before Spark forks
     # (workers inherit it: policyrank's scorer sets the same on CPU) rather than warn about it.

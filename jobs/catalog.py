@@ -22,10 +22,10 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from jobs.errors import PolicyrankError
-from jobs.runlog import log
-from jobs.settings import Settings
-from jobs.tables_io import table_exists
+from jobs.config.settings import Settings
+from jobs.runtime.errors import PolicyrankError
+from jobs.runtime.runlog import log
+from jobs.warehouse.tables import table_exists
 from schemas.tables import TABLES
 
 # The simulator's hidden truth is not an analyst's table.
@@ -53,7 +53,7 @@ def properties_file(settings: Settings) -> Path:
 
 def write_properties_file(settings: Settings) -> Path:
     """The ``spark-sql --properties-file`` that sees the registered names, with Delta enabled."""
-    from jobs.spark_session import DELTA_SQL_CONF, delta_package
+    from jobs.runtime.spark_session import DELTA_SQL_CONF, delta_package
 
     conf = {
         "spark.jars.packages": delta_package(),
@@ -140,8 +140,8 @@ def spark_sql_command(result: dict, query: str) -> str:
 
 def _register(request: dict) -> None:
     """In the child JVM: CREATE DATABASE and one external Delta table per location."""
-    from jobs.settings import SparkSettings
-    from jobs.spark_session import build_spark
+    from jobs.config.settings import SparkSettings
+    from jobs.runtime.spark_session import build_spark
 
     conf = metastore_conf(Path(request["metastore_dir"]))
     # A JVM that lives seconds: C1 alone compiles faster and nothing runs long enough for C2.

@@ -1,5 +1,6 @@
 """The `policyrank` command line: one click command per job, each taking --conf and key=value
-overrides. The same commands run under spark-submit via ``jobs/<job>.py``."""
+overrides. It is also the spark-submit entry point: ``spark-submit … jobs/cli.py score --date D``.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import sys
 import click
 from delta import exceptions as delta_errors
 
-from jobs.errors import PolicyrankError
-from jobs.runlog import log, new_run_id
-from jobs.settings import Settings, load_settings
+from jobs.config.settings import Settings, load_settings
+from jobs.runtime.errors import PolicyrankError
+from jobs.runtime.runlog import log, new_run_id
 
 # Delta's commit conflicts (its Python classes share no base class but PySparkException).
 _DELTA_CONFLICTS = (
@@ -46,7 +47,7 @@ def _date(value: dt.datetime | None) -> dt.date:
 
 
 def _session(settings: Settings):
-    from jobs.spark_session import build_spark
+    from jobs.runtime.spark_session import build_spark
 
     return build_spark(settings.spark)
 
@@ -246,7 +247,7 @@ def run_daily(conf_path, run_date, retrain, overrides) -> None:
     score -> report. With world.generate_if_missing, the simulator first makes what is missing
     (world, gold labels, simulated judge)."""
     from jobs import run_daily as job
-    from jobs.day_lock import hold_day
+    from jobs.runtime.day_lock import hold_day
 
     settings, day = load_settings(conf_path, overrides), _date(run_date)
     run_id = new_run_id(day)
@@ -280,3 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except click.exceptions.Abort:
         sys.exit(1)
+
+
+if __name__ == "__main__":  # spark-submit jobs/cli.py <command> ...
+    main()

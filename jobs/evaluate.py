@@ -2,7 +2,7 @@
 
 Evaluate: the student, the teacher, the production model and two baselines that cost nothing --
 the candidate ``prefilter`` ordering the student re-ranks and a ``random`` ordering -- rank the
-candidate lists of held-out members (:mod:`jobs.splits`: never sampled, never trained on), and
+candidate lists of held-out members (:mod:`jobs.quality.splits`: never sampled or trained on), and
 are scored against the held-out **gold** grades. When the simulator's ``true_grades`` table
 exists, the same figures are reported against the hidden truth as well. The student is compared
 with each baseline by a paired member bootstrap (``eval_comparisons``).
@@ -22,21 +22,20 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import metrics
-from jobs.errors import PolicyrankError
-from jobs.eval_report import write_report
-from jobs.grading import grade_model, label_pairs, scored_pairs
-from jobs.judge import GOLD_HINT, teacher_config
-from jobs.models import CARD, model_version
-from jobs.policy import load_policy
-from jobs.registry import Registry
-from jobs.runlog import log
-from jobs.sample import member_segments
-from jobs.settings import GateSettings, Settings
-from jobs.splits import is_heldout
-from jobs.student import latest_student
-from jobs.tables_io import read_table, replace_run_date, table_exists
-from jobs.validation import read_validated
+from jobs.config.policy import load_policy
+from jobs.config.settings import GateSettings, Settings
+from jobs.models.cards import CARD, model_version
+from jobs.models.inference import grade_model, label_pairs, scored_pairs
+from jobs.models.registry import Registry
+from jobs.models.roles import GOLD_HINT, latest_student, teacher_config
+from jobs.pairs.sampling import member_segments
+from jobs.quality import metrics
+from jobs.quality.report import write_report
+from jobs.quality.splits import is_heldout
+from jobs.runtime.errors import PolicyrankError
+from jobs.runtime.runlog import log
+from jobs.warehouse.tables import read_table, replace_run_date, table_exists
+from jobs.warehouse.validation import read_validated
 from schemas.tables import CANDIDATES, EVAL_COMPARISONS, EVAL_METRICS, GOLD_LABELS, TRUE_GRADES
 from udfs.teacher import TeacherConfig
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,16 +15,17 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs import metrics
-from jobs.errors import PolicyrankError
-from jobs.grading import label_pairs, task_resources
-from jobs.models import CARD, content_hash, model_version
-from jobs.policy import Policy, load_policy
-from jobs.runlog import log
-from jobs.settings import Settings
-from jobs.splits import is_heldout
-from jobs.tables_io import read_table, replace_quarantine, replace_run_date, table_exists
-from jobs.validation import read_validated
+from jobs.config.policy import load_policy
+from jobs.config.settings import Settings
+from jobs.models.cards import CARD, content_hash, model_version
+from jobs.models.inference import label_pairs, task_resources
+from jobs.models.roles import GOLD_HINT, teacher_config, teacher_dir
+from jobs.quality import metrics
+from jobs.quality.splits import is_heldout
+from jobs.runtime.errors import PolicyrankError
+from jobs.runtime.runlog import log
+from jobs.warehouse.tables import read_table, replace_quarantine, replace_run_date, table_exists
+from jobs.warehouse.validation import read_validated
 from schemas.tables import (
     GOLD_LABELS,
     JUDGE_CALIBRATION,
@@ -34,49 +34,6 @@ from schemas.tables import (
 )
 from udfs.grades import GRADES
 from udfs.pair_text import render
-from udfs.teacher import TeacherConfig
-
-DEFAULT_JUDGE = "judge-minilm-l6-grade5"
-SIMULATED_JUDGE = "simulated-llm-judge"
-GOLD_HINT = "load human-graded pairs into `gold_labels` (the demo: `policyrank gold`)"
-
-
-def teacher_dir(settings: Settings) -> Path:
-    backend = settings.teacher.backend
-    if settings.teacher.model_dir:
-        return Path(settings.teacher.model_dir)
-    if backend == "simulated":
-        return settings.models_dir / SIMULATED_JUDGE
-    if backend == "cross_encoder":
-        return settings.models_dir / DEFAULT_JUDGE
-    raise PolicyrankError(f"teacher.backend {backend!r} needs teacher.model_dir")
-
-
-def teacher_ready(settings: Settings) -> bool:
-    path = teacher_dir(settings)
-    return (path / "config.json").is_file() or (path / "judge.json").is_file()
-
-
-def teacher_config(settings: Settings, policy: Policy) -> TeacherConfig:
-    path = teacher_dir(settings)
-    if not teacher_ready(settings):
-        how = {
-            "cross_encoder": "run `policyrank train-judge`",
-            "simulated": "the simulator writes it when world.generate_if_missing is on",
-        }.get(settings.teacher.backend, "set teacher.model_dir to the judge's folder")
-        raise PolicyrankError(f"no teacher model at {path}: {how}")
-    t = settings.teacher
-    return TeacherConfig(
-        backend=t.backend,
-        model_dir=str(path),
-        member_template=t.member_template,
-        job_template=t.job_template,
-        policy_text=policy.body,
-        max_length=t.max_length,
-        token_budget=t.token_budget,
-        gpu_token_budget=t.gpu_token_budget,
-        cpu_threads=t.cpu_threads,
-    )
 
 
 def rater_distribution(rater_grades: pd.Series, gold_grade: pd.Series) -> np.ndarray:
@@ -290,7 +247,7 @@ def _append_labels(
 
     The append reads the table it writes (to skip labelled pairs), so Delta refuses it when an
     overlapping run of another date appended labels meanwhile; the retry then skips the pairs
-    that run labelled. Runs of the same date never overlap (``jobs.day_lock``).
+    that run labelled. Runs of the same date never overlap (``jobs.runtime.day_lock``).
     """
     for attempt in range(1, attempts + 1):
         try:

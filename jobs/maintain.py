@@ -14,10 +14,10 @@ import datetime as dt
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
-from jobs.errors import PolicyrankError
-from jobs.runlog import log
-from jobs.settings import Settings
-from jobs.tables_io import table_exists
+from jobs.config.settings import Settings
+from jobs.runtime.errors import PolicyrankError
+from jobs.runtime.runlog import log
+from jobs.warehouse.tables import table_exists
 from schemas.tables import TABLES
 
 # Delta refuses a VACUUM retention under its 7-day default unless this check is turned off; a

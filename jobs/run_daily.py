@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs import candidates, catalog, evaluate, judge, maintain, sample, score, student
-from jobs.errors import PolicyrankError
-from jobs.registry import Registry
-from jobs.runlog import log
-from jobs.settings import Settings
+from jobs.config.settings import Settings
+from jobs.models.registry import Registry
+from jobs.runtime.errors import PolicyrankError
+from jobs.runtime.runlog import log
 
 
 def run(
@@ -172,9 +171,3 @@ def eval_lines(summary: dict) -> list[str]:
         f"gate: {verdict}",
         "",
     ]
-
-
-if __name__ == "__main__":
-    from jobs.cli import main
-
-    main(["run-daily", *sys.argv[1:]])

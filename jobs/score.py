@@ -15,14 +15,14 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from jobs.errors import PolicyrankError
-from jobs.grading import attach_fields, scored_pairs, unscorable
-from jobs.models import check_model_dir, model_version
-from jobs.registry import Registry
-from jobs.runlog import log
-from jobs.settings import Settings
-from jobs.tables_io import read_table, replace_quarantine, replace_run_date
-from jobs.validation import read_validated
+from jobs.config.settings import Settings
+from jobs.models.cards import check_model_dir, model_version
+from jobs.models.inference import attach_fields, scored_pairs, unscorable
+from jobs.models.registry import Registry
+from jobs.runtime.errors import PolicyrankError
+from jobs.runtime.runlog import log
+from jobs.warehouse.tables import read_table, replace_quarantine, replace_run_date
+from jobs.warehouse.validation import read_validated
 from schemas.tables import CANDIDATES, SCORES
 
 PREFILTER = "prefilter"
@@ -120,11 +120,3 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
         f"{counts['scores']:,} rows for {counts['members_scored']:,} members -> {path}"
     )
     return counts
-
-
-if __name__ == "__main__":
-    import sys
-
-    from jobs.cli import main
-
-    main(["score", *sys.argv[1:]])

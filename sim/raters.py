@@ -3,7 +3,7 @@
 Pure pandas/numpy. Every random choice is a hash of ``(seed, pair key, rater slot, purpose)``, never
 a draw from a shared stream, so a pair gets the same grades whatever else is rated with it, in
 whatever order or batching. The agreement statistics (weighted kappa, confusion) are production
-code and live in :mod:`jobs.metrics`.
+code and live in :mod:`jobs.quality.metrics`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from jobs.errors import PolicyrankError
+from jobs.runtime.errors import PolicyrankError
 from sim import world
 
 N_GRADES = 5

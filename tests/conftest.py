@@ -23,8 +23,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def spark():
-    from jobs.settings import SparkSettings
-    from jobs.spark_session import build_spark
+    from jobs.config.settings import SparkSettings
+    from jobs.runtime.spark_session import build_spark
 
     session = build_spark(
         SparkSettings(

@@ -2,9 +2,9 @@
 
 import pytest
 
-from jobs.candidates import candidate_pairs
-from jobs.settings import CandidateSettings, WorldSettings
-from jobs.validation import JOB_RULES, MEMBER_RULES, validate_rows
+from jobs.config.settings import CandidateSettings, WorldSettings
+from jobs.pairs.blocking import candidate_pairs
+from jobs.warehouse.validation import JOB_RULES, MEMBER_RULES, validate_rows
 from sim import world
 from sim.generate import generate_world
 

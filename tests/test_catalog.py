@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from jobs import catalog
-from jobs.settings import load_settings
+from jobs.config.settings import load_settings
 from tests.conftest import DAY, cookbook_args
 
 

@@ -8,9 +8,9 @@ import pytest
 from pyspark.sql import functions as F
 
 from jobs.cli import main
-from jobs.registry import Registry
-from jobs.settings import load_settings
-from jobs.splits import is_heldout
+from jobs.config.settings import load_settings
+from jobs.models.registry import Registry
+from jobs.quality.splits import is_heldout
 from tests.conftest import DAY, cookbook_args
 
 

@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["jobs.eval_report", "udfs.overlap"]
+MODULES = ["jobs.quality.report", "udfs.overlap"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -4,9 +4,9 @@ trained on shuffled labels is refused, one trained on the teacher's labels is pr
 import pandas as pd
 import pytest
 
+from jobs.config.settings import GateSettings
 from jobs.evaluate import gate_checks
-from jobs.registry import Registry
-from jobs.settings import GateSettings
+from jobs.models.registry import Registry
 
 GATE = GateSettings(
     min_gain_over_prefilter=0.0,
@@ -124,7 +124,7 @@ def _shuffled_student(warehouse, settings):
     import numpy as np
     from deltalake import DeltaTable
 
-    from jobs.student import _shipped_minilm, field_config
+    from jobs.models.roles import field_config, shipped_minilm
     from udfs.field_student import FieldStudent, FieldTrainConfig, train_field_student
 
     def read(name):
@@ -138,7 +138,7 @@ def _shuffled_student(warehouse, settings):
     labels = labels[labels.member_id.isin(members.index) & labels.job_id.isin(jobs.index)]
     probs = np.stack(labels.grade_probs.to_numpy()).astype(np.float32)
     probs = probs[np.random.default_rng(0).permutation(len(probs))]
-    student = FieldStudent.from_base(_shipped_minilm(), field_config(settings))
+    student = FieldStudent.from_base(shipped_minilm(), field_config(settings))
     train_field_student(
         student,
         members.loc[labels.member_id].reset_index(),
@@ -157,7 +157,7 @@ def _shuffled_student(warehouse, settings):
 
 def test_the_gate_promotes_a_distilled_student_and_refuses_a_shuffled_one(spark, cookbook, capsys):
     from jobs.cli import main
-    from jobs.settings import load_settings
+    from jobs.config.settings import load_settings
     from tests.conftest import cookbook_args
 
     # the cookbook ran under the default gate: its distilled student had to earn promotion

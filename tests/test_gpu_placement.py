@@ -257,10 +257,10 @@ def test_no_member_text_in_any_spark_output(run: dict) -> None:
 def test_spark_submit_runs_the_score_job_on_the_standalone_master(
     cluster: Cluster, cookbook: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
-    """The README's submit line, with --master: `jobs/score.py` as a cluster application."""
+    """The README's submit line, with --master: `jobs/cli.py score` as a cluster application."""
     from deltalake import DeltaTable
 
-    from jobs.spark_session import delta_package
+    from jobs.runtime.spark_session import delta_package
     from tests.conftest import DAY
 
     warehouse = tmp_path / "warehouse"
@@ -275,7 +275,7 @@ def test_spark_submit_runs_the_score_job_on_the_standalone_master(
         # test speed only: C1 alone warms these short-lived JVMs up faster
         "--conf", f"spark.driver.extraJavaOptions={C1}",
         "--conf", f"spark.executor.extraJavaOptions={C1}",
-        str(HERE.parent / "jobs" / "score.py"), "--date", DAY, f"warehouse={warehouse}",
+        str(HERE.parent / "jobs" / "cli.py"), "score", "--date", DAY, f"warehouse={warehouse}",
         f"scoring.model_dir={tiny_model}", "scoring.top_n=3",
     ]  # fmt: skip
     submit = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=APP_TIMEOUT_S)

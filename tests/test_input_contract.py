@@ -5,10 +5,11 @@ import os
 
 from pyspark.sql import functions as F
 
-from jobs.candidates import candidate_pairs, without_candidates
+from jobs.candidates import without_candidates
 from jobs.cli import main
-from jobs.settings import CandidateSettings
-from jobs.validation import JOB_RULES, MEMBER_RULES, validate_rows
+from jobs.config.settings import CandidateSettings
+from jobs.pairs.blocking import candidate_pairs
+from jobs.warehouse.validation import JOB_RULES, MEMBER_RULES, validate_rows
 from schemas.tables import JOBS, MEMBERS
 from tests.test_validation import GOOD as MEMBER
 

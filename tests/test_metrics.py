@@ -11,8 +11,8 @@ import pytest
 from scipy.stats import kendalltau
 from sklearn.metrics import ndcg_score, roc_auc_score
 
-from jobs import metrics
-from jobs.eval_report import write_report
+from jobs.quality import metrics
+from jobs.quality.report import write_report
 
 L3 = math.log2(3)  # discount at rank 2
 

@@ -4,8 +4,8 @@ import re
 import pandas as pd
 import pytest
 
-from jobs.errors import PolicyrankError
-from jobs.policy import DEFAULT_POLICY, SEMVER, load_policy
+from jobs.config.policy import DEFAULT_POLICY, SEMVER, load_policy
+from jobs.runtime.errors import PolicyrankError
 from sim import world
 
 

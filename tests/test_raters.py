@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs.errors import PolicyrankError
-from jobs.metrics import confusion_matrix, linear_weighted_kappa
+from jobs.quality.metrics import confusion_matrix, linear_weighted_kappa
+from jobs.runtime.errors import PolicyrankError
 from sim import world
 from sim.raters import rate_pairs
 

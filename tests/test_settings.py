@@ -1,7 +1,7 @@
 import pytest
 
-from jobs.errors import PolicyrankError
-from jobs.settings import DEFAULT_CONF, load_settings
+from jobs.config.settings import DEFAULT_CONF, load_settings
+from jobs.runtime.errors import PolicyrankError
 
 
 def test_default_conf_loads_every_key():

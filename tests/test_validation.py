@@ -2,7 +2,7 @@
 
 from pyspark.sql import functions as F
 
-from jobs.validation import MEMBER_RULES, validate_rows
+from jobs.warehouse.validation import MEMBER_RULES, validate_rows
 from schemas.tables import MEMBERS
 
 GOOD = dict(

@@ -9,7 +9,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.settings import ScoringSettings, Settings, TeacherSettings
+from jobs.config.settings import ScoringSettings, Settings, TeacherSettings
 from udfs.cross_encoder import ScorerConfig
 from udfs.field_student import META_FILE, FieldStudent, FieldStudentConfig
 from udfs.grades import GRADES

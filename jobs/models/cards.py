@@ -6,8 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from jobs.errors import PolicyrankError
-from jobs.runlog import log
+from jobs.runtime.errors import PolicyrankError
+from jobs.runtime.runlog import log
 
 CARD = "policyrank_model.json"
 DEFAULT_STUDENT = "minilm-l6-cross-encoder-untrained"

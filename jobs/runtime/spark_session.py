@@ -15,8 +15,8 @@ from importlib import metadata
 from delta import configure_spark_with_delta_pip
 from pyspark.sql import SparkSession
 
-from jobs.errors import PolicyrankError
-from jobs.settings import SparkSettings
+from jobs.config.settings import SparkSettings
+from jobs.runtime.errors import PolicyrankError
 
 # Delta's SQL extension and catalog: for the jobs' sessions and spark-sql's properties file.
 DELTA_SQL_CONF = {

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from jobs.errors import PolicyrankError
+from jobs.runtime.errors import PolicyrankError
 
 
 class Registry:

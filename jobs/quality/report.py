@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from jobs.metrics import OVERALL
+from jobs.quality.metrics import OVERALL
 
 _COLUMNS = {
     "ndcg_at_10": "NDCG@10",

@@ -23,7 +23,7 @@ import pyarrow as pa
 from pyspark import TaskContext
 from pyspark.sql import DataFrame
 
-from jobs.runlog import log
+from jobs.runtime.runlog import log
 
 ENV = "POLICYRANK_FAULT"
 LOG_ENV = "POLICYRANK_FAULT_LOG"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from jobs.settings import EvalSettings
+from jobs.config.settings import EvalSettings
 
 _BUCKETS = 10_000
 

@@ -9,8 +9,8 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.errors import PolicyrankError
-from jobs.faults import inject_write_fault
+from jobs.runtime.errors import PolicyrankError
+from jobs.runtime.faults import inject_write_fault
 from schemas.tables import QUARANTINE, Table
 
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from jobs.errors import PolicyrankError
+from jobs.runtime.errors import PolicyrankError
 
-DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "conf" / "policy" / "job_match.md"
+DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "conf" / "policy" / "job_match.md"
 
 # https://semver.org/#is-there-a-suggested-regular-expression-regex-to-check-a-semver-string
 SEMVER = re.compile(

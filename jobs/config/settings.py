@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from jobs.errors import PolicyrankError
+from jobs.runtime.errors import PolicyrankError
 
-DEFAULT_CONF = Path(__file__).resolve().parents[1] / "conf" / "local.yaml"
+DEFAULT_CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
 
 
 @dataclass(frozen=True)

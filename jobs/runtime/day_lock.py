@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from jobs.errors import PolicyrankError
-from jobs.runlog import log
-from jobs.settings import Settings
+from jobs.config.settings import Settings
+from jobs.runtime.errors import PolicyrankError
+from jobs.runtime.runlog import log
 
 
 def lock_path(settings: Settings, run_date: dt.date) -> Path | None:

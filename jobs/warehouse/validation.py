@@ -11,9 +11,9 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.errors import PolicyrankError
-from jobs.settings import Settings
-from jobs.tables_io import read_table
+from jobs.runtime.errors import PolicyrankError
+from jobs.config.settings import Settings
+from jobs.warehouse.tables import read_table
 from schemas.tables import JOBS, MEMBERS, Table
 from schemas.vocab import SENIORITY_LEVELS, WORKPLACE_TYPES
 

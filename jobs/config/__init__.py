@@ -1,0 +1,1 @@
+"""Configuration: typed settings from conf/local.yaml, and the product policy document."""

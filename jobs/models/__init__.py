@@ -1,0 +1,1 @@
+"""Models: cards and versions, the registry, the teacher and student roles, inference over pairs."""

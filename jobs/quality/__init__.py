@@ -1,0 +1,1 @@
+"""Quality: ranking and agreement metrics, the held-out split, the evaluation report."""

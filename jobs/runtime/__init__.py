@@ -1,0 +1,1 @@
+"""Process plumbing the steps share: errors, logging, the Spark session, day locks, test faults."""
