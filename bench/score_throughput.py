@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--model-dir", help="HF model folder (default: the default student, built in $TMPDIR)"
     )
     p.add_argument("--batch-size", type=int, default=64, help="raw loop / predict_batch_udf")
-    p.add_argument("--token-budget", type=int, help="policyrank (default: scoring.token_budget)")
+    p.add_argument("--token-budget", type=int, help="policyrank (default: inference.token_budget)")
     p.add_argument("--config", help="settings YAML (default: conf/local.yaml)")
     p.add_argument(
         "--set",
@@ -390,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.model_dir
         else prepare_default_student(Path(tempfile.gettempdir()) / "policyrank-bench" / "models")
     )
-    config = scorer_config(settings.scoring, str(model_dir.resolve()))
+    inf = settings.inference_for("scoring")
+    config = scorer_config(settings.scoring, inf, str(model_dir.resolve()))
     if args.token_budget:
         config = dataclasses.replace(config, token_budget=args.token_budget)
     cores = os.cpu_count() or 1

@@ -11,15 +11,16 @@ from pyspark.sql import functions as F
 from jobs.config.settings import Settings
 from jobs.pairs.blocking import candidate_pairs, job_side, member_side
 from jobs.runtime.runlog import log
-from jobs.warehouse.tables import replace_quarantine, replace_run_date
+from jobs.warehouse.tables import Warehouse
 from jobs.warehouse.validation import JOB_RULES, MEMBER_RULES, read_input, validate_rows
-from schemas.tables import CANDIDATES, JOBS, MEMBERS
+from schemas.tables import JOBS, MEMBERS
 
 
 def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
     """Extract members and jobs, validate, block; load `candidates` and `quarantine`."""
-    members = read_input(spark, settings, MEMBERS)
-    jobs = read_input(spark, settings, JOBS)
+    wh = Warehouse.of(settings, spark)
+    members = read_input(wh, MEMBERS)
+    jobs = read_input(wh, JOBS)
 
     limit = settings.validation.max_text_chars
     vm = validate_rows(members, MEMBER_RULES, max_text_chars=limit)
@@ -27,22 +28,20 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
     passed_m, passed_j = vm.passed.cache(), vj.passed.cache()
 
     rejected = vm.quarantined.unionByName(vj.quarantined)
-    path = settings.table_path("quarantine")
-    replace_quarantine(rejected, path, run_date, "candidates", run_id=run_id)
+    wh.replace_quarantine(rejected, run_date, "candidates", run_id=run_id)
 
-    counts = reconcile(spark, settings, run_date, members, jobs, passed_m, passed_j)
+    counts = reconcile(wh, run_date, members, jobs, passed_m, passed_j)
 
     pairs = candidate_pairs(passed_m, passed_j, settings.candidates).select(
         F.lit(run_date).alias("run_date"), "*", F.lit(run_id).alias("run_id")
     )
-    path = settings.table_path("candidates")
-    replace_run_date(pairs, path, CANDIDATES, run_date, run_id=run_id)
-    written = spark.read.format("delta").load(path).where(F.col("run_date") == run_date)
+    wh.replace_day(pairs, "candidates", run_date, run_id=run_id)
+    written = wh.day("candidates", run_date)
     counts["candidates"] = written.count()
     counts["members_with_candidates"] = written.select("member_id").distinct().count()
     log(
         f"candidates: {counts['candidates']:,} pairs for {counts['members_with_candidates']:,} "
-        f"members (top_k={settings.candidates.top_k}) -> {path}"
+        f"members (top_k={settings.candidates.top_k}) -> {wh.path('candidates')}"
     )
     counts.update(without_candidates(passed_m, passed_j, written))
     missing = counts["members_without_candidates"]
@@ -79,12 +78,18 @@ def without_candidates(members: DataFrame, jobs: DataFrame, written: DataFrame) 
     }
 
 
-def reconcile(spark, settings, run_date, members, jobs, passed_m, passed_j) -> dict:
+def reconcile(
+    wh: Warehouse,
+    run_date: dt.date,
+    members: DataFrame,
+    jobs: DataFrame,
+    passed_m: DataFrame,
+    passed_j: DataFrame,
+) -> dict:
     """Count rows in, passed and quarantined per input table; fail loudly if they disagree."""
     q = (
-        spark.read.format("delta")
-        .load(settings.table_path("quarantine"))
-        .where((F.col("run_date") == run_date) & (F.col("stage") == "candidates"))
+        wh.day("quarantine", run_date)
+        .where(F.col("stage") == "candidates")
         .groupBy("source_table")
         .count()
         .collect()

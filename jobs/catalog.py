@@ -14,6 +14,7 @@ the metastore::
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import subprocess
@@ -25,12 +26,19 @@ from pyspark.sql import SparkSession
 from jobs.config.settings import Settings
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
-from jobs.warehouse.tables import table_exists
+from jobs.warehouse.tables import Warehouse, beside_tables
 from schemas.tables import TABLES
 
 # The simulator's hidden truth is not an analyst's table.
 SIMULATOR_ONLY = ("truth", "true_grades")
 _REGISTERED = "registered.json"
+
+
+def metastore_dir(settings: Settings) -> Path:
+    """Where the names live: ``catalog.metastore_dir``, else ``<warehouse>/_catalog``."""
+    return beside_tables(
+        settings, settings.catalog.metastore_dir, "_catalog", "catalog.metastore_dir"
+    )
 
 
 def metastore_conf(metastore_dir: Path) -> dict[str, str]:
@@ -48,7 +56,7 @@ def metastore_conf(metastore_dir: Path) -> dict[str, str]:
 
 
 def properties_file(settings: Settings) -> Path:
-    return settings.metastore_dir / "spark-sql.conf"
+    return metastore_dir(settings) / "spark-sql.conf"
 
 
 def write_properties_file(settings: Settings) -> Path:
@@ -58,7 +66,7 @@ def write_properties_file(settings: Settings) -> Path:
     conf = {
         "spark.jars.packages": delta_package(),
         **DELTA_SQL_CONF,
-        **metastore_conf(settings.metastore_dir),
+        **metastore_conf(metastore_dir(settings)),
         "spark.master": settings.spark.master,
         "spark.ui.enabled": "false",
     }
@@ -70,15 +78,14 @@ def write_properties_file(settings: Settings) -> Path:
 
 def product_tables(spark: SparkSession, settings: Settings) -> dict[str, str]:
     """Name -> location of every product table the warehouse holds (simulator truth left out)."""
+    wh = Warehouse.of(settings, spark)
     return {
-        name: settings.table_path(name)
-        for name in TABLES
-        if name not in SIMULATOR_ONLY and table_exists(spark, settings.table_path(name))
+        name: wh.path(name) for name in TABLES if name not in SIMULATOR_ONLY and wh.exists(name)
     }
 
 
 def registered(settings: Settings) -> dict[str, str]:
-    path = settings.metastore_dir / _REGISTERED
+    path = metastore_dir(settings) / _REGISTERED
     return json.loads(path.read_text()) if path.exists() else {}
 
 
@@ -90,7 +97,7 @@ def ensure_registered(spark: SparkSession, settings: Settings) -> dict:
     """
     database = settings.catalog.database
     try:
-        home = settings.metastore_dir
+        home = metastore_dir(settings)
     except PolicyrankError as err:
         log(f"catalog: tables not registered: {err}")
         return {"database": database, "error": str(err)}
@@ -140,13 +147,14 @@ def spark_sql_command(result: dict, query: str) -> str:
 
 def _register(request: dict) -> None:
     """In the child JVM: CREATE DATABASE and one external Delta table per location."""
-    from jobs.config.settings import SparkSettings
+    from jobs.config.settings import load_settings
     from jobs.runtime.spark_session import build_spark
 
     conf = metastore_conf(Path(request["metastore_dir"]))
     # A JVM that lives seconds: C1 alone compiles faster and nothing runs long enough for C2.
     conf["spark.driver.extraJavaOptions"] += " -XX:TieredStopAtLevel=1"
-    spark = build_spark(SparkSettings(master=request["master"], extra=conf))
+    base = load_settings().spark
+    spark = build_spark(dataclasses.replace(base, master=request["master"], extra=conf))
     database = request["database"]
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} COMMENT 'policyrank Delta tables'")
     for name, location in request["tables"].items():

@@ -247,7 +247,7 @@ def run_daily(conf_path, run_date, retrain, overrides) -> None:
     score -> report. With world.generate_if_missing, the simulator first makes what is missing
     (world, gold labels, simulated judge)."""
     from jobs import run_daily as job
-    from jobs.runtime.day_lock import hold_day
+    from jobs.warehouse.day_lock import hold_day
 
     settings, day = load_settings(conf_path, overrides), _date(run_date)
     run_id = new_run_id(day)

@@ -14,7 +14,6 @@ human gold labels, a teacher) can evaluate and promote without the simulator.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +22,19 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config.policy import load_policy
-from jobs.config.settings import GateSettings, Settings
-from jobs.models.cards import CARD, model_version
+from jobs.config.settings import EvalSettings, GateSettings, Settings
+from jobs.models.cards import model_version
 from jobs.models.inference import grade_model, label_pairs, scored_pairs
-from jobs.models.registry import Registry
-from jobs.models.roles import GOLD_HINT, latest_student, teacher_config
+from jobs.models.roles import GOLD_HINT, STUDENTS, latest_student, teacher_config
 from jobs.pairs.sampling import member_segments
 from jobs.quality import metrics
 from jobs.quality.report import write_report
 from jobs.quality.splits import is_heldout
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
-from jobs.warehouse.tables import read_table, replace_run_date, table_exists
+from jobs.warehouse.tables import Warehouse
 from jobs.warehouse.validation import read_validated
-from schemas.tables import CANDIDATES, EVAL_COMPARISONS, EVAL_METRICS, GOLD_LABELS, TRUE_GRADES
+from schemas.tables import EVAL_COMPARISONS, EVAL_METRICS, TRUE_GRADES
 from udfs.teacher import TeacherConfig
 
 K = 10  # eval_metrics' columns are @10
@@ -44,28 +42,19 @@ NDCG = f"ndcg_at_{K}"
 BASELINES = ("prefilter", "random", "production", "teacher")
 
 
-def eval_pairs(spark: SparkSession, settings: Settings, run_date: dt.date) -> DataFrame:
+def eval_pairs(wh: Warehouse, conf: EvalSettings, run_date: dt.date) -> DataFrame:
     """Candidate pairs (with ``prefilter_score``) of held-out gold members, at most
     ``eval.max_members`` of them (by hash order)."""
-    gold = read_table(spark, settings.table_path("gold_labels"), GOLD_LABELS, hint=GOLD_HINT)
+    gold = wh.read("gold_labels", hint=GOLD_HINT)
     members = (
-        gold.where(is_heldout(settings.eval))
+        gold.where(is_heldout(conf))
         .select("member_id")
         .distinct()
         .orderBy(F.xxhash64("member_id"), "member_id")
-        .limit(settings.eval.max_members)
+        .limit(conf.max_members)
     )
-    candidates = read_table(
-        spark,
-        settings.table_path("candidates"),
-        CANDIDATES,
-        hint="run `policyrank candidates --date D` first",
-    )
-    return (
-        candidates.where(F.col("run_date") == run_date)
-        .join(members, "member_id")
-        .select("member_id", "job_id", "prefilter_score")
-    )
+    candidates = wh.day("candidates", run_date, hint="run `policyrank candidates --date D` first")
+    return candidates.join(members, "member_id").select("member_id", "job_id", "prefilter_score")
 
 
 def graded_frame(
@@ -108,20 +97,19 @@ def baseline_frames(pairs: pd.DataFrame, seed: int) -> dict[str, pd.DataFrame]:
     }
 
 
-def labels_frame(spark: SparkSession, settings: Settings, pairs: DataFrame) -> pd.DataFrame:
+def labels_frame(wh: Warehouse, settings: Settings, pairs: DataFrame) -> pd.DataFrame:
     """``member_id, job_id, gold_grade, true_grade, slice`` for the evaluation pairs; the
     true grade only when the simulator's ``true_grades`` table exists (else NaN)."""
-    gold = read_table(spark, settings.table_path("gold_labels"), GOLD_LABELS, hint=GOLD_HINT)
+    gold = wh.read("gold_labels", hint=GOLD_HINT)
     labelled = pairs.select("member_id", "job_id").join(
         gold.select("member_id", "job_id", "gold_grade"), ["member_id", "job_id"], "left"
     )
-    truth_path = settings.table_path("true_grades")
-    if table_exists(spark, truth_path):
-        truth = spark.read.format("delta").load(truth_path).select(*TRUE_GRADES.names)
+    if wh.exists("true_grades"):
+        truth = wh.read("true_grades", hint="").select(*TRUE_GRADES.names)
         labelled = labelled.join(truth, ["member_id", "job_id"], "left")
     else:
         labelled = labelled.withColumn("true_grade", F.lit(None).cast("int"))
-    members, _ = read_validated(spark, settings)
+    members, _ = read_validated(wh, settings.validation)
     band = F.concat(F.lit("band:"), F.split("stratum", r"\|").getItem(1))
     segments = member_segments(members).select("member_id", band.alias("slice"))
     out = labelled.join(segments, "member_id", "left").toPandas()
@@ -220,8 +208,9 @@ def evaluate(
     student = Path(student_dir) if student_dir else latest_student(settings)
     policy = load_policy(settings.teacher.policy_path)
     teacher = teacher_config(settings, policy)
-    members, jobs = read_validated(spark, settings)
-    pairs = eval_pairs(spark, settings, run_date).cache()
+    wh = Warehouse.of(settings, spark)
+    members, jobs = read_validated(wh, settings.validation)
+    pairs = eval_pairs(wh, settings.eval, run_date).cache()
     local = pairs.toPandas()
     if local.empty:
         raise PolicyrankError(
@@ -239,13 +228,13 @@ def evaluate(
         "prefilter": "prefilter",
         "random": f"random-{settings.eval.seed}",
     }
-    production = Registry(settings.registry_dir).production()
+    production = wh.registry().production()
     if production and production["model_version"] != versions["student"]:
         frames["production"] = model_frame(
             pairs, members, jobs, Path(production["model_dir"]), settings
         )
         versions["production"] = production["model_version"]
-    labels = labels_frame(spark, settings, pairs)
+    labels = labels_frame(wh, settings, pairs)
     pairs.unpersist()
     table = metrics_table(frames, labels)
     table["model_version"] = table.model.map(versions)
@@ -261,32 +250,13 @@ def evaluate(
             frame[spec.names].astype(object).where(frame[spec.names].notna(), None),
             spec.spark_schema(),
         )
-        replace_run_date(out, settings.table_path(spec.name), spec, run_date, run_id=run_id)
-    report = write_report(
-        table, compared, settings.warehouse_reports / f"eval-{run_date}", run_date, versions
-    )
-    overall = table[table.slice == metrics.OVERALL]
-    card_path = student / CARD
-    card = json.loads(card_path.read_text())
-    card["eval"] = {
-        "run_date": str(run_date),
-        "run_id": run_id,
-        "metrics": overall.drop(columns=["run_date"]).to_dict("records"),
-    }
-    card_path.write_text(json.dumps(card, indent=2, default=_json_default))
+        wh.replace_day(out, spec.name, run_date, run_id=run_id)
+    report = write_report(table, compared, wh.reports_dir / f"eval-{run_date}", run_date, versions)
     log(
         f"evaluate: {len(local):,} candidate pairs of {local.member_id.nunique():,} held-out "
-        f"members -> {settings.table_path('eval_metrics')}; report {report}"
+        f"members -> {wh.path('eval_metrics')}; report {report}"
     )
     return {"metrics": table, "comparisons": compared, "report": str(report)}
-
-
-def _json_default(value):
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
 
 
 def format_eval(table: pd.DataFrame, compared: pd.DataFrame, k: int = K) -> str:
@@ -385,23 +355,15 @@ def gate_checks(
 def promote(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
     """Promote the evaluated student of ``run_date`` when every gate check passes."""
     hint = "run `policyrank evaluate --date D` first"
-    day = F.col("run_date") == run_date
-    table = (
-        read_table(spark, settings.table_path("eval_metrics"), EVAL_METRICS, hint=hint)
-        .where(day)
-        .toPandas()
-    )
-    compared = (
-        read_table(spark, settings.table_path("eval_comparisons"), EVAL_COMPARISONS, hint=hint)
-        .where(day)
-        .toPandas()
-    )
+    wh = Warehouse.of(settings, spark)
+    table = wh.day("eval_metrics", run_date, hint=hint).toPandas()
+    compared = wh.day("eval_comparisons", run_date, hint=hint).toPandas()
     if table.empty or compared.empty:
         raise PolicyrankError(f"no evaluation for {run_date}: {hint}")
     version = compared.model_version.iloc[0]
-    model_dir = settings.models_dir / "students" / version
+    model_dir = wh.models_dir / STUDENTS / version
     checks = gate_checks(compared, table, settings.gate)
-    registry = Registry(settings.registry_dir)
+    registry = wh.registry()
     for c in checks:
         log(
             f"promote: {'PASS' if c['passed'] else 'FAIL'} {c['check']}: {c['value']:.3f} "

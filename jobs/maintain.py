@@ -17,7 +17,7 @@ from pyspark.sql import SparkSession
 from jobs.config.settings import Settings
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
-from jobs.warehouse.tables import table_exists
+from jobs.warehouse.tables import Warehouse
 from schemas.tables import TABLES
 
 # Delta refuses a VACUUM retention under its 7-day default unless this check is turned off; a
@@ -61,11 +61,11 @@ def run(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
     if keep < 0:
         raise PolicyrankError(f"maintenance.keep_days must be >= 0, got {keep}")
     done = {}
+    wh = Warehouse.of(settings, spark)
     for name in TABLES:
-        path = settings.table_path(name)
-        if not table_exists(spark, path):
+        if not wh.exists(name):
             continue
-        done[name] = maintain_table(spark, path, keep)
+        done[name] = maintain_table(spark, wh.path(name), keep)
         log(
             f"maintain: {name}: {done[name]['files_before']:,} -> "
             f"{done[name]['files_after']:,} live files; vacuumed files older than {keep} days"

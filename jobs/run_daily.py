@@ -9,9 +9,10 @@ from pyspark.sql import functions as F
 
 from jobs import candidates, catalog, evaluate, judge, maintain, sample, score, student
 from jobs.config.settings import Settings
-from jobs.models.registry import Registry
+from jobs.models.roles import teacher_ready
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
+from jobs.warehouse.tables import Warehouse
 
 
 def run(
@@ -32,11 +33,12 @@ def run(
     summary: dict = {"run_id": run_id}
     summary["candidates"] = candidates.run(spark, settings, run_date, run_id=run_id)
     summary["sample"] = sample.run(spark, settings, run_date, run_id=run_id)
-    if settings.teacher.backend == "cross_encoder" and not judge.teacher_ready(settings):
+    if settings.teacher.backend == "cross_encoder" and not teacher_ready(settings):
         log("run-daily: no judge yet; fine-tuning the cross_encoder judge on the gold labels")
         summary["judge"] = judge.train_judge(spark, settings, run_id=run_id)
     summary["label"] = judge.label(spark, settings, run_date, run_id=run_id)
-    registry = Registry(settings.registry_dir)
+    wh = Warehouse.of(settings, spark)
+    registry = wh.registry()
     if retrain or registry.production() is None:
         summary["calibrate"] = judge.calibrate(spark, settings, run_date, run_id=run_id)
         trained = student.train(spark, settings, run_id=run_id)
@@ -49,11 +51,7 @@ def run(
             log(f"run-daily: {refused}")
             summary["promote"] = {"refused": str(refused)}
     summary["score"] = score.run(spark, settings, run_date, run_id=run_id)
-    day = (
-        spark.read.format("delta")
-        .load(settings.table_path("scores"))
-        .where(F.col("run_date") == run_date)
-    )
+    day = wh.day("scores", run_date)
     summary["score_stats"] = (
         day.agg(
             F.min("score").alias("min"), F.avg("score").alias("mean"), F.max("score").alias("max")
@@ -84,11 +82,12 @@ def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
         "scores",
         "quarantine",
     )
+    wh = Warehouse.of(settings)
     lines = [
         f"policyrank run-daily {run_date} (run {summary['run_id']})",
         "",
         "Delta tables:",
-        *[f"  {t:<15} {settings.table_path(t)}" for t in tables],
+        *[f"  {t:<15} {wh.path(t)}" for t in tables],
         "",
         f"members     {c['members_in']:>9,} in = {c['members_passed']:,} passed + "
         f"{c['members_quarantined']:,} quarantined",
@@ -118,10 +117,10 @@ def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
         *eval_lines(summary),
         *by_name_lines(summary, run_date),
         "Query them by path in any Spark session:",
-        f"  SELECT * FROM delta.`{settings.table_path('scores')}` WHERE run_date = '{run_date}'",
+        f"  SELECT * FROM delta.`{wh.path('scores')}` WHERE run_date = '{run_date}'",
         "or without Spark:",
         f'  python -c "from deltalake import DeltaTable; '
-        f"print(DeltaTable('{settings.table_path('scores')}')"
+        f"print(DeltaTable('{wh.path('scores')}')"
         '.to_pyarrow_dataset().to_table().to_pandas().head())"',
     ]
     return "\n".join(lines)

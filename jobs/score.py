@@ -18,12 +18,10 @@ from pyspark.sql import functions as F
 from jobs.config.settings import Settings
 from jobs.models.cards import check_model_dir, model_version
 from jobs.models.inference import attach_fields, scored_pairs, unscorable
-from jobs.models.registry import Registry
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
-from jobs.warehouse.tables import read_table, replace_quarantine, replace_run_date
+from jobs.warehouse.tables import Warehouse
 from jobs.warehouse.validation import read_validated
-from schemas.tables import CANDIDATES, SCORES
 
 PREFILTER = "prefilter"
 
@@ -40,7 +38,7 @@ def resolve_model_dir(settings: Settings) -> Path | None:
     by the prefilter)."""
     if settings.scoring.model_dir:
         return check_model_dir(settings.scoring.model_dir)
-    production = Registry(settings.registry_dir).production()
+    production = Warehouse.of(settings).registry().production()
     return check_model_dir(production["model_dir"]) if production else None
 
 
@@ -61,10 +59,9 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
     model_dir = resolve_model_dir(settings)
     version = model_version(model_dir) if model_dir else PREFILTER
     hint = "run `policyrank candidates --date D` first"
-    cands = read_table(spark, settings.table_path("candidates"), CANDIDATES, hint=hint).where(
-        F.col("run_date") == run_date
-    )
-    passed_m, passed_j = read_validated(spark, settings)
+    wh = Warehouse.of(settings, spark)
+    cands = wh.day("candidates", run_date, hint=hint)
+    passed_m, passed_j = read_validated(wh, settings.validation)
 
     n_candidates = cands.count()
     if n_candidates == 0:
@@ -78,9 +75,7 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
             f"{n_candidates:,} candidate pairs by the prefilter (model_version '{PREFILTER}')"
         )
         scored, bad = prefilter_scores(cands, passed_m, passed_j)
-    quarantine = replace_quarantine(
-        bad, settings.table_path("quarantine"), run_date, "score", run_id=run_id
-    )
+    quarantine = wh.replace_quarantine(bad, run_date, "score", run_id=run_id)
     n_quarantined = quarantine.count()
     # Scores are cached: scoring is the expensive step and both the count and the top-N need it.
     scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
@@ -103,9 +98,8 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
         F.lit(version).alias("model_version"),
         F.lit(run_id).alias("run_id"),
     )
-    path = settings.table_path("scores")
-    replace_run_date(kept, path, SCORES, run_date, run_id=run_id)
-    written = spark.read.format("delta").load(path).where(F.col("run_date") == run_date)
+    wh.replace_day(kept, "scores", run_date, run_id=run_id)
+    written = wh.day("scores", run_date)
     scored.unpersist()
     counts = {
         "candidates_in": n_candidates,
@@ -117,6 +111,6 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
     }
     log(
         f"score: kept top {settings.scoring.top_n} of {n_candidates:,} scored pairs: "
-        f"{counts['scores']:,} rows for {counts['members_scored']:,} members -> {path}"
+        f"{counts['scores']:,} rows for {counts['members_scored']:,} members -> {wh.path('scores')}"
     )
     return counts

@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config.settings import Settings
 from jobs.runtime.errors import PolicyrankError
-from jobs.warehouse.tables import table_exists
+from jobs.warehouse.tables import Warehouse
 
 DAILY = ("candidates", "sampled_pairs", "teacher_labels", "scores", "quarantine")
-
-
-def _day(spark: SparkSession, path: str, run_date: dt.date, version: int | None = None):
-    reader = spark.read.format("delta")
-    if version is not None:
-        reader = reader.option("versionAsOf", version)
-    return reader.load(path).where(F.col("run_date") == run_date)
 
 
 def score_summary(scores: DataFrame) -> dict:
@@ -46,10 +38,10 @@ def overlap(now: DataFrame, before: DataFrame) -> dict:
     return {"kept": kept, "added": now.count() - kept, "dropped": before.count() - kept}
 
 
-def previous_write(spark: SparkSession, path: str, run_date: dt.date) -> int | None:
+def previous_write(wh: Warehouse, name: str, run_date: dt.date) -> int | None:
     """The table version just before the latest write of ``run_date``, if the day was written
     more than once (a rerun); None otherwise."""
-    history = DeltaTable.forPath(spark, path).history().select("version", "operationParameters")
+    history = wh.delta(name).history().select("version", "operationParameters")
     needle = f"run_date = DATE'{run_date.isoformat()}'"
     versions = sorted(
         r["version"]
@@ -60,31 +52,30 @@ def previous_write(spark: SparkSession, path: str, run_date: dt.date) -> int | N
 
 
 def show(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict:
-    scores_path = settings.table_path("scores")
-    if not table_exists(spark, scores_path):
-        raise PolicyrankError(f"no scores table at {scores_path}: run `policyrank score` first")
+    wh = Warehouse.of(settings, spark)
+    hint = "run `policyrank score` first"
+    if not wh.exists("scores"):
+        raise PolicyrankError(f"no scores table at {wh.path('scores')}: {hint}")
     out: dict = {"date": run_date, "counts": {}}
     for name in DAILY:
-        path = settings.table_path(name)
-        if table_exists(spark, path):
-            out["counts"][name] = _day(spark, path, run_date).count()
-    quarantine = settings.table_path("quarantine")
-    if table_exists(spark, quarantine):
-        rows = _day(spark, quarantine, run_date).groupBy("stage", "reason").count().collect()
+        if wh.exists(name):
+            out["counts"][name] = wh.day(name, run_date).count()
+    if wh.exists("quarantine"):
+        rows = wh.day("quarantine", run_date).groupBy("stage", "reason").count().collect()
         out["quarantine"] = {f"{r['stage']}/{r['reason']}": r["count"] for r in rows}
-    today = _day(spark, scores_path, run_date)
+    today = wh.day("scores", run_date, hint=hint)
     out["scores"] = score_summary(today)
     earlier = (
-        spark.read.format("delta").load(scores_path).where(F.col("run_date") < run_date)
+        wh.read("scores", hint=hint).where(F.col("run_date") < run_date)
         .agg(F.max("run_date")).first()[0]
     )  # fmt: skip
     if earlier is not None:
         out["previous_date"] = earlier
-        out["vs_previous_date"] = overlap(today, _day(spark, scores_path, earlier))
-    version = previous_write(spark, scores_path, run_date)
+        out["vs_previous_date"] = overlap(today, wh.day("scores", earlier))
+    version = previous_write(wh, "scores", run_date)
     if version is not None:
         out["vs_previous_write"] = {"version": version} | overlap(
-            today, _day(spark, scores_path, run_date, version)
+            today, wh.day("scores", run_date, version=version)
         )
     return out
 

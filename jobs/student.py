@@ -16,24 +16,21 @@ trained on in one process.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config.policy import load_policy
 from jobs.config.settings import Settings
-from jobs.models.cards import CARD, content_hash, model_version
+from jobs.models.cards import ModelCard, content_hash, model_version
 from jobs.models.roles import STUDENTS, code_version, field_config, shipped_minilm, teacher_config
 from jobs.quality.splits import is_heldout
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
-from jobs.warehouse.tables import read_table
+from jobs.warehouse.tables import Warehouse
 from jobs.warehouse.validation import read_validated
-from schemas.tables import TEACHER_LABELS
 from udfs.pair_text import render
 
 
@@ -44,28 +41,24 @@ def train(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
     policy = load_policy(settings.teacher.policy_path)
     teacher = teacher_config(settings, policy)
     teacher_id = model_version(teacher.model_dir)
-    path = settings.table_path("teacher_labels")
-    table = read_table(spark, path, TEACHER_LABELS, hint="run `policyrank label --date D` first")
-    data_version = DeltaTable.forPath(spark, path).history(1).first()["version"]
-    labels = (
-        spark.read.format("delta")
-        .option("versionAsOf", data_version)  # lineage: the version recorded is the one read
-        .load(path)
-        .where(
-            (F.col("teacher_model_id") == teacher_id)
-            & (F.col("policy_version") == policy.version)
-            & (F.col("prompt_hash") == teacher.prompt_hash)
-            & ~is_heldout(settings.eval)  # evaluation members never reach training
-        )
+    wh = Warehouse.of(settings, spark)
+    # lineage: the version recorded is the one read
+    table, data_version = wh.read_pinned(
+        "teacher_labels", hint="run `policyrank label --date D` first"
     )
-    del table
+    labels = table.where(
+        (F.col("teacher_model_id") == teacher_id)
+        & (F.col("policy_version") == policy.version)
+        & (F.col("prompt_hash") == teacher.prompt_hash)
+        & ~is_heldout(settings.eval)  # evaluation members never reach training
+    )
     rows = (
         labels.select("run_date", "member_id", "job_id", "grade_probs")
         .orderBy(F.desc("run_date"), "member_id", "job_id")
         .limit(settings.student.max_pairs)
         .orderBy("member_id", "job_id")
     )
-    members, jobs = read_validated(spark, settings)
+    members, jobs = read_validated(wh, settings.validation)
     m = members.join(rows.select("member_id").distinct(), "member_id").toPandas()
     j = jobs.join(rows.select("job_id").distinct(), "job_id").toPandas()
     rows = rows.toPandas()
@@ -83,7 +76,7 @@ def train(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
         f"{rows.member_id.nunique():,} members (teacher_labels version {data_version}, held-out "
         f"members excluded)"
     )
-    staging = settings.models_dir / STUDENTS / f".staging-{run_id}"
+    staging = wh.models_dir / STUDENTS / f".staging-{run_id}"
     if st.architecture == "field_encoder":
         from udfs.field_student import FieldStudent, FieldTrainConfig, train_field_student
 
@@ -107,7 +100,8 @@ def train(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
         s = settings.scoring
         first = render(s.member_template, m.loc[rows.member_id].reset_index())
         second = render(s.job_template, j.loc[rows.job_id].reset_index())
-        conf = DistillConfig(max_length=st.max_length, **vars(st.distill))
+        max_length = settings.inference_for("scoring").max_length  # the length it is served at
+        conf = DistillConfig(max_length=max_length, **vars(st.distill))
         torch.manual_seed(conf.seed)
         start = teacher.model_dir if teacher.backend == "cross_encoder" else base
         model, tokenizer = truncated_student(start, st.n_layers, num_labels=5)
@@ -125,28 +119,27 @@ def train(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
     version = f"{prefix}-{content_hash(staging)}"
     dest = staging.parent / version
     s = settings.scoring
-    card = {
-        "model_version": version,
-        "role": "student",
-        "trained": True,
-        "teacher_model_id": teacher_id,
-        "teacher_backend": teacher.backend,
-        "policy_version": policy.version,
-        "prompt_hash": teacher.prompt_hash,
-        "training_data": {
-            "table": path,
+    ModelCard(
+        version,
+        role="student",
+        base=str(base),
+        trained=True,
+        run_id=run_id,
+        policy_version=policy.version,
+        prompt_hash=teacher.prompt_hash,
+        teacher_model_id=teacher_id,
+        teacher_backend=teacher.backend,
+        templates={"member": s.member_template, "job": s.job_template},
+        training_data={
+            "table": wh.path("teacher_labels"),
             "delta_version": data_version,
             "rows": len(rows),
             "members": int(rows.member_id.nunique()),
         },
-        "hyper_parameters": hyper_parameters,
-        "templates": {"member": s.member_template, "job": s.job_template},
-        "history": history,
-        "code_version": code_version(),
-        "eval": None,
-        "run_id": run_id,
-    }
-    (staging / CARD).write_text(json.dumps(card, indent=2))
+        hyper_parameters=hyper_parameters,
+        history=history,
+        code_version=code_version(),
+    ).write(staging)
     if dest.exists():  # same content, same version: training is reproducible
         import shutil
 

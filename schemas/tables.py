@@ -28,6 +28,9 @@ class Table:
     doc: str
     columns: tuple[Column, ...]
     partition_by: tuple[str, ...] = ()
+    # False for raw inputs: their NOT NULL is the contract validation enforces (quarantine),
+    # not a constraint on the Delta table that would refuse the bad rows outright.
+    enforce_not_null: bool = True
 
     @property
     def names(self) -> list[str]:
@@ -74,6 +77,7 @@ MEMBERS = Table(
         Column("remote_preference", _S, False, f"One of {WORKPLACE_TYPES}."),
         Column("work_authorization", _S, True, "Comma-separated ISO country codes."),
     ),
+    enforce_not_null=False,
 )
 
 JOBS = Table(
@@ -90,6 +94,7 @@ JOBS = Table(
         Column("workplace_type", _S, False, f"One of {WORKPLACE_TYPES}."),
         Column("visa_sponsorship", _B, True, "True when the employer sponsors work visas."),
     ),
+    enforce_not_null=False,
 )
 
 TRUTH = Table(

@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from jobs.config.settings import Settings, WorldSettings
 from jobs.runtime.runlog import log
-from jobs.warehouse.tables import overwrite_snapshot
+from jobs.warehouse.tables import Warehouse
 from schemas.tables import JOBS, MEMBERS, TRUTH
 from sim import world
 
@@ -73,9 +73,9 @@ def run(spark: SparkSession, settings: Settings, *, run_id: str) -> dict[str, in
     )
     frames = generate_world(spark, conf)
     counts = {}
-    for name, table in (("members", MEMBERS), ("jobs", JOBS), ("truth", TRUTH)):
-        path = settings.table_path(name)
-        overwrite_snapshot(frames[name], path, table, run_id=run_id)
-        counts[name] = spark.read.format("delta").load(path).count()
-        log(f"generate: wrote {counts[name]:,} rows to {path}")
+    wh = Warehouse.of(settings, spark)
+    for name in ("members", "jobs", "truth"):
+        wh.overwrite(frames[name], name, run_id=run_id)
+        counts[name] = wh.read(name, hint="").count()
+        log(f"generate: wrote {counts[name]:,} rows to {wh.path(name)}")
     return counts

@@ -25,9 +25,9 @@ from jobs.pairs.blocking import candidate_pairs
 from jobs.pairs.sampling import member_segments, pair_hash, sample_pairs, with_policy_bucket
 from jobs.quality.splits import is_heldout
 from jobs.runtime.runlog import log
-from jobs.warehouse.tables import overwrite_snapshot, read_table
+from jobs.warehouse.tables import Warehouse
 from jobs.warehouse.validation import INPUTS_HINT, read_validated
-from schemas.tables import GOLD_LABELS, TRUE_GRADES, TRUTH
+from schemas.tables import GOLD_LABELS, TRUE_GRADES
 from sim import raters, world
 
 
@@ -46,7 +46,7 @@ def gold_labels(pairs: pd.DataFrame, truth: pd.DataFrame, conf: GoldSettings) ->
         n_raters=conf.n_raters,
         noise=conf.rater_noise,
         disagreement=conf.rater_disagreement,
-        seed=conf.seed,
+        seed=conf.sampling.seed,
     )
     text = pairs[["headline", "summary", "title", "description"]].fillna("")
     injected = np.array(
@@ -92,7 +92,7 @@ def red_team_pairs(
     )
     drawn = (
         pool.join(pairs.select("member_id", "job_id"), ["member_id", "job_id"], "left_anti")
-        .orderBy(pair_hash(settings.gold.seed + 5), "member_id", "job_id")
+        .orderBy(pair_hash(settings.gold.sampling.seed + 5), "member_id", "job_id")
         .limit(n)
         .join(member_segments(members), "member_id")
     )
@@ -115,24 +115,21 @@ def sampled_with_text(members: DataFrame, jobs: DataFrame, settings: Settings) -
 
 def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
     policy = load_policy(settings.teacher.policy_path)
-    members, jobs = read_validated(spark, settings)
+    wh = Warehouse.of(settings, spark)
+    members, jobs = read_validated(wh, settings.validation)
     pairs = sampled_with_text(members, jobs, settings)
     ids = pd.concat([pairs.member_id, pairs.job_id]).unique().tolist()
-    truth = (
-        read_table(spark, settings.table_path("truth"), TRUTH, hint=INPUTS_HINT)
-        .where(F.col("entity_id").isin(ids))
-        .toPandas()
-    )
+    truth = wh.read("truth", hint=INPUTS_HINT).where(F.col("entity_id").isin(ids)).toPandas()
     labels = gold_labels(pairs, truth, settings.gold)
     labels["policy_version"] = policy.version
     labels["run_id"] = run_id
     for table, frame in ((GOLD_LABELS, labels), (TRUE_GRADES, labels)):
         out = spark.createDataFrame(frame[table.names], table.spark_schema())
-        overwrite_snapshot(out, settings.table_path(table.name), table, run_id=run_id)
+        wh.overwrite(out, table.name, run_id=run_id)
     log(
         f"gold (simulated raters): {len(labels):,} gold pairs of "
         f"{labels.member_id.nunique():,} members under policy {policy.version} (injected "
         f"{int(labels.injected.sum()):,}; mean rater agreement "
-        f"{labels.rater_agreement.mean():.3f}) -> {settings.table_path('gold_labels')}"
+        f"{labels.rater_agreement.mean():.3f}) -> {wh.path('gold_labels')}"
     )
     return {"gold_pairs": len(labels), "gold_members": int(labels.member_id.nunique())}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def spark():
-    from jobs.config.settings import SparkSettings
+    from jobs.config.settings import load_settings
     from jobs.runtime.spark_session import build_spark
 
     session = build_spark(
-        SparkSettings(
+        dataclasses.replace(
+            load_settings().spark,
             # One retry per task, as a cluster's spark.task.maxFailures allows, so the fault
             # test can fail a Python worker's first attempt (local[2] would fail the job).
             master="local[2,2]",
@@ -55,6 +57,17 @@ def tiny_grade_model(tmp_path_factory) -> Path:
     )
 
 
+def train_config(cls, section: str, **changes):
+    """A training config with conf/local.yaml's values (the one source of defaults) and
+    ``changes``: ``train_config(FieldTrainConfig, "student.fields", epochs=5)``."""
+    from jobs.config.settings import load_settings
+
+    node = load_settings()
+    for part in section.split("."):
+        node = getattr(node, part)
+    return cls(**{**vars(node), **changes})
+
+
 def cookbook_args(warehouse, *extra) -> list[str]:
     """Overrides for a small cookbook: a 400 x 150 world (5% bad rows, 10% injections), the
     simulated judge, the field student on the shipped MiniLM-L6 and the default gate, with
@@ -67,7 +80,7 @@ def cookbook_args(warehouse, *extra) -> list[str]:
         "world.bad_row_share=0.05",
         "world.injection_share=0.1",
         "sampling.members_share=1.0",
-        "gold.members_share=1.0",
+        "gold.sampling.members_share=1.0",
         "eval.heldout_share=0.4",
         "eval.bootstrap_samples=300",
         "student.fields.epochs=15",

@@ -1,14 +1,19 @@
 """The candidate join: no cross product in the plan, and most truly good pairs survive it."""
 
+import dataclasses
+
 import pytest
 
-from jobs.config.settings import CandidateSettings, WorldSettings
+from jobs.config.settings import load_settings
 from jobs.pairs.blocking import candidate_pairs
 from jobs.warehouse.validation import JOB_RULES, MEMBER_RULES, validate_rows
 from sim import world
 from sim.generate import generate_world
 
-WORLD = WorldSettings(seed=11, members=600, jobs=300, bad_row_share=0.02, partitions=2)
+DEFAULTS = load_settings()
+WORLD = dataclasses.replace(
+    DEFAULTS.world, seed=11, members=600, jobs=300, bad_row_share=0.02, partitions=2
+)
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +21,7 @@ def blocked(spark):
     frames = generate_world(spark, WORLD)
     members = validate_rows(frames["members"], MEMBER_RULES, max_text_chars=20000).passed.cache()
     jobs = validate_rows(frames["jobs"], JOB_RULES, max_text_chars=20000).passed.cache()
-    pairs = candidate_pairs(members, jobs, CandidateSettings(top_k=20))
+    pairs = candidate_pairs(members, jobs, dataclasses.replace(DEFAULTS.candidates, top_k=20))
     return members, jobs, pairs, frames["truth"].toPandas()
 
 

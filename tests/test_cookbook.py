@@ -19,7 +19,7 @@ def _table(spark, warehouse, name):
 
 
 def test_run_daily_trains_evaluates_promotes_and_scores(spark, cookbook):
-    production = Registry(cookbook / "registry").production()
+    production = Registry(cookbook / "models" / "registry").production()
     assert production["model_version"].startswith("student-fields-")
     card = json.loads(
         (
@@ -27,7 +27,8 @@ def test_run_daily_trains_evaluates_promotes_and_scores(spark, cookbook):
         ).read_text()
     )
     assert card["teacher_model_id"].startswith("simulated-llm-judge-")
-    assert card["training_data"]["delta_version"] >= 0 and card["eval"]["metrics"]
+    assert card["training_data"]["delta_version"] >= 0 and "eval" not in card  # written once
+    assert card["templates"]["member"] == load_settings().scoring.member_template
     scores = _table(spark, cookbook, "scores").toPandas()
     assert set(scores.model_version) == {production["model_version"]}
     assert scores.score.between(0, 4).all()  # a student's score is its expected grade
@@ -54,7 +55,7 @@ def test_evaluation_members_never_reach_training(spark, cookbook):
     assert _table(spark, cookbook, "teacher_labels").where(heldout).count() == 0
     evaluated = _table(spark, cookbook, "gold_labels").where(heldout).count()
     assert evaluated > 0  # ...and evaluation does have held-out members to score
-    production = Registry(cookbook / "registry").production()
+    production = Registry(cookbook / "models" / "registry").production()
     card = json.loads(
         (
             cookbook / "models" / "students" / production["model_version"] / "policyrank_model.json"
@@ -65,7 +66,7 @@ def test_evaluation_members_never_reach_training(spark, cookbook):
 
 
 def test_a_refused_student_leaves_production_alone(spark, cookbook, capsys):
-    registry = Registry(cookbook / "registry")
+    registry = Registry(cookbook / "models" / "registry")
     before = registry.production()["model_version"]
     with pytest.raises(SystemExit) as refused:
         main(
@@ -87,12 +88,14 @@ def test_a_refused_student_leaves_production_alone(spark, cookbook, capsys):
 def test_a_warehouse_without_the_simulator_evaluates_and_promotes(
     spark, cookbook, tiny_grade_model, tmp_path, capsys
 ):
-    """members, jobs, human gold labels, a policy and a judge: no truth, nothing simulated."""
-    real = tmp_path / "real"
+    """members, jobs, human gold labels, a policy and a judge: no truth, nothing simulated. The
+    tables are given as a ``file://`` URI and the models live apart from them (``models_dir``)."""
+    real, models = tmp_path / "real", tmp_path / "elsewhere" / "models"
     for table in ("members", "jobs", "gold_labels", "candidates", "sampled_pairs"):
         shutil.copytree(cookbook / table, real / table)
     args = [
-        *cookbook_args(real),
+        *cookbook_args(f"file://{real}"),
+        f"models_dir={models}",
         "world.generate_if_missing=false",
         "teacher.backend=cross_encoder",
         f"teacher.fine_tune.base_model_dir={tiny_grade_model}",
@@ -112,9 +115,11 @@ def test_a_warehouse_without_the_simulator_evaluates_and_promotes(
     assert not (real / "truth").exists() and not (real / "true_grades").exists()
     metrics = _table(spark, real, "eval_metrics").toPandas()
     assert set(metrics.label_source) == {"gold"}
-    production = Registry(real / "registry").production()
+    production = Registry(models / "registry").production()
     assert production["model_version"].startswith("student-fields-")
-    judge_card = real / "models" / "judge-minilm-l6-grade5" / "policyrank_model.json"
+    assert production["model_dir"].startswith(str(models))
+    assert not (real / "models").exists() and (real / "reports").is_dir()
+    judge_card = models / "judge-minilm-l6-grade5" / "policyrank_model.json"
     judge = json.loads(judge_card.read_text())
     settings = load_settings(None, args)
     selection = _table(spark, real, "gold_labels").where(~is_heldout(settings.eval)).count()

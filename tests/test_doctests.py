@@ -5,7 +5,7 @@ import importlib
 
 import pytest
 
-MODULES = ["jobs.quality.report", "udfs.overlap"]
+MODULES = ["jobs.models.cards", "jobs.quality.report", "jobs.warehouse.tables", "udfs.overlap"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.conftest import train_config
 from tests.tiny_models import build_tiny_encoder
 from udfs.field_student import (
     FieldEncoder,
@@ -26,7 +27,7 @@ CONFIG = FieldStudentConfig(
     projection_dim=4,
     hidden_dim=32,
 )
-FAST = FieldTrainConfig(epochs=40, batch_members=8, seed=0)
+FAST = train_config(FieldTrainConfig, "student.fields", epochs=40, batch_members=8, seed=0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -209,7 +210,13 @@ def test_save_load_round_trip_gives_identical_scores(encoder_dir, tmp_path):
     members, jobs, ids, probs, _ = _task(6, seed=1)
     student = _student(encoder_dir)
     train_field_student(
-        student, members, jobs, ids, probs, FieldTrainConfig(epochs=2), show_progress=False
+        student,
+        members,
+        jobs,
+        ids,
+        probs,
+        train_config(FieldTrainConfig, "student.fields", epochs=2),
+        show_progress=False,
     )
     before = student.scores(members, jobs)
 
@@ -262,7 +269,7 @@ def test_training_learns_a_synthetic_task(encoder_dir):
 
 def test_training_is_deterministic(encoder_dir):
     members, jobs, ids, probs, _ = _task(8, seed=4)
-    cfg = FieldTrainConfig(epochs=3, batch_members=3, seed=7)
+    cfg = train_config(FieldTrainConfig, "student.fields", epochs=3, batch_members=3, seed=7)
     runs = []
     for _ in range(2):
         student = _student(encoder_dir)
@@ -276,7 +283,7 @@ def test_training_is_deterministic(encoder_dir):
 def test_bad_shapes_raise_value_errors(encoder_dir):
     members, jobs, ids, probs, _ = _task(2, seed=5)
     student = _student(encoder_dir)
-    cfg = FieldTrainConfig(epochs=1)
+    cfg = train_config(FieldTrainConfig, "student.fields", epochs=1)
     with pytest.raises(ValueError, match="same length"):
         train_field_student(student, members, jobs, ids[:-1], probs, cfg, show_progress=False)
     with pytest.raises(ValueError, match="same length"):

@@ -6,7 +6,9 @@ import pytest
 
 from jobs.config.settings import GateSettings
 from jobs.evaluate import gate_checks
+from jobs.models.cards import ModelCard
 from jobs.models.registry import Registry
+from tests.conftest import train_config
 
 GATE = GateSettings(
     min_gain_over_prefilter=0.0,
@@ -119,8 +121,6 @@ def test_registry_keeps_history_and_an_atomic_pointer(tmp_path):
 
 def _shuffled_student(warehouse, settings):
     """A field student trained on the teacher's labels shuffled across pairs."""
-    import json
-
     import numpy as np
     from deltalake import DeltaTable
 
@@ -145,13 +145,16 @@ def _shuffled_student(warehouse, settings):
         jobs.loc[labels.job_id].reset_index(),
         labels.member_id.tolist(),
         probs,
-        FieldTrainConfig(epochs=5),
+        train_config(FieldTrainConfig, "student.fields", epochs=5),
         show_progress=False,
     )
     folder = warehouse / "models" / "students" / "student-fields-shuffled"
     student.save(folder)
-    card = {"model_version": folder.name, "role": "student", "eval": None}
-    (folder / "policyrank_model.json").write_text(json.dumps(card))
+    s = settings.scoring
+    templates = {"member": s.member_template, "job": s.job_template}
+    ModelCard(
+        folder.name, role="student", base="shuffled", trained=True, templates=templates
+    ).write(folder)
     return folder
 
 
@@ -163,7 +166,7 @@ def test_the_gate_promotes_a_distilled_student_and_refuses_a_shuffled_one(spark,
     # the cookbook ran under the default gate: its distilled student had to earn promotion
     args = cookbook_args(cookbook)
     assert load_settings(None, args).gate == load_settings().gate
-    registry = Registry(cookbook / "registry")
+    registry = Registry(cookbook / "models" / "registry")
     good = registry.production()
     assert good is not None, "the distilled student did not pass the default gate"
     assert good["model_version"].startswith("student-fields-")

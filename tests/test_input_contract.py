@@ -7,7 +7,7 @@ from pyspark.sql import functions as F
 
 from jobs.candidates import without_candidates
 from jobs.cli import main
-from jobs.config.settings import CandidateSettings
+from jobs.config.settings import load_settings
 from jobs.pairs.blocking import candidate_pairs
 from jobs.warehouse.validation import JOB_RULES, MEMBER_RULES, validate_rows
 from schemas.tables import JOBS, MEMBERS
@@ -79,7 +79,7 @@ def test_valid_members_without_candidates_are_counted_with_a_reason(spark):
     passed_m = validate_rows(members, MEMBER_RULES, max_text_chars=1000).passed
     passed_j = validate_rows(jobs, JOB_RULES, max_text_chars=1000).passed
     assert passed_m.count() == 3 and passed_j.count() == 2  # all valid rows
-    written = candidate_pairs(passed_m, passed_j, CandidateSettings())
+    written = candidate_pairs(passed_m, passed_j, load_settings().candidates)
     assert {r.member_id for r in written.collect()} == {"m1"}
     counts = without_candidates(passed_m, passed_j, written)
     assert counts == {

@@ -61,7 +61,7 @@ def test_labels_are_soft_complete_and_made_once(spark, cookbook):
 
     main(["label", "--date", DAY, *cookbook_args(cookbook)])
     assert _table(spark, cookbook, "teacher_labels").count() == len(labels)  # nothing relabelled
-    main(["label", "--date", DAY, *cookbook_args(cookbook), "teacher.max_length=64"])
+    main(["label", "--date", DAY, *cookbook_args(cookbook), "teacher.inference.max_length=64"])
     hashes = _table(spark, cookbook, "teacher_labels").select("prompt_hash").distinct().count()
     assert hashes == 2  # another prompt is another label set
 
@@ -74,7 +74,7 @@ def test_the_llm_judge_labels_through_the_same_job(spark, cookbook, tmp_path):
         *cookbook_args(cookbook),
         "teacher.backend=llm",
         f"teacher.model_dir={llm}",
-        "teacher.max_length=96",
+        "teacher.inference.max_length=96",
     ]
     main(["label", "--date", DAY, *args])
     by_llm = F.col("teacher_model_id").startswith("tiny-llm-judge-")

@@ -25,20 +25,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from udfs.fine_tune import soft_cross_entropy, warmup_then_linear_decay
+from udfs.fine_tune import soft_cross_entropy
+from udfs.training import train_loop
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    epochs: int = 2
-    batch_members: int = 8  # members per batch; a batch holds all rows of each of them
-    learning_rate: float = 5e-5
-    warmup_share: float = 0.1
-    ranking_weight: float = 0.5
-    temperature: float = 1.0
-    margin: float = 0.1
-    seed: int = 0
-    max_length: int = 256
+    """The cross-encoder student's knobs; values come from ``student.distill``."""
+
+    epochs: int
+    batch_members: int  # members per batch; a batch holds all rows of each of them
+    learning_rate: float
+    warmup_share: float
+    ranking_weight: float
+    temperature: float
+    margin: float
+    seed: int
+    max_length: int
 
 
 def expected_grade(logits: torch.Tensor) -> torch.Tensor:
@@ -229,8 +232,6 @@ def distill(
     running ``loss``/``kl``/``rank``. Returns, per epoch, the mean over batches of
     ``{"total", "kl", "rank"}``; the student is left in eval mode.
     """
-    from tqdm.auto import tqdm
-
     n = len(first)
     if len(second) != n or len(member_ids) != n or len(teacher_probs) != n:
         raise ValueError("first, second, member_ids and teacher_probs must have the same length")
@@ -243,37 +244,24 @@ def distill(
     target_t = torch.as_tensor(np.asarray(teacher_probs), dtype=torch.float32)
     member_t = torch.as_tensor(np.unique(np.asarray(member_ids), return_inverse=True)[1].ravel())
     loss_fn = DistillationLoss(config.ranking_weight, config.temperature, config.margin)
-    n_members = len(set(member_ids))
-    total = math.ceil(n_members / config.batch_members) * config.epochs
-    optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate)
-    schedule = warmup_then_linear_decay(optimizer, total, config.warmup_share)
-    student.to(device).train()
-    epochs = []
-    bar = tqdm(total=total, desc="distill", unit="step", disable=not show_progress)
-    for _ in range(config.epochs):
-        running: dict[str, list[float]] = {"total": [], "kl": [], "rank": []}
-        for idx in member_batches(member_ids, config.batch_members, int(rng.integers(2**31))):
-            batch = tokenizer.pad(
-                {key: [enc[key][i] for i in idx] for key in enc}, return_tensors="pt"
-            )
-            batch = {key: value.to(device) for key, value in batch.items()}
-            parts = loss_fn(
-                student(**batch).logits, target_t[idx].to(device), member_t[idx].to(device)
-            )
-            optimizer.zero_grad()
-            parts.total.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            for name in running:
-                running[name].append(getattr(parts, name).item())
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{np.mean(running['total'][-50:]):.3f}",
-                kl=f"{np.mean(running['kl'][-50:]):.3f}",
-                rank=f"{np.mean(running['rank'][-50:]):.3f}",
-            )
-        epochs.append({name: float(np.mean(values)) for name, values in running.items()})
-    bar.close()
-    student.eval()
-    return epochs
+
+    def epoch_batches():
+        return member_batches(member_ids, config.batch_members, int(rng.integers(2**31)))
+
+    def batch_loss(idx):
+        batch = tokenizer.pad({key: [enc[key][i] for i in idx] for key in enc}, return_tensors="pt")
+        logits = student(**{key: value.to(device) for key, value in batch.items()}).logits
+        return loss_fn(logits, target_t[idx].to(device), member_t[idx].to(device))
+
+    student.to(device)
+    return train_loop(
+        student,
+        epoch_batches,
+        batch_loss,
+        epochs=config.epochs,
+        steps_per_epoch=math.ceil(len(set(member_ids)) / config.batch_members),
+        learning_rate=config.learning_rate,
+        warmup_share=config.warmup_share,
+        desc="distill",
+        show_progress=show_progress,
+    )

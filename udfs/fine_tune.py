@@ -16,16 +16,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from udfs.training import train_loop
+
 
 @dataclass(frozen=True)
 class FineTuneConfig:
-    epochs: int = 2
-    batch_size: int = 16
-    learning_rate: float = 5e-5
-    warmup_share: float = 0.1
-    seed: int = 0
-    max_length: int = 256
-    balance_grades: bool = True
+    """The judge's fine-tuning knobs; values come from ``teacher.fine_tune`` in conf/local.yaml."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    warmup_share: float
+    seed: int
+    max_length: int
+    balance_grades: bool
 
 
 def grade_weights(targets: np.ndarray) -> np.ndarray:
@@ -46,18 +50,6 @@ def soft_cross_entropy(logits, targets, weights=None):
     return per_row.mean() if weights is None else (per_row * weights).mean()
 
 
-def warmup_then_linear_decay(optimizer, total: int, warmup_share: float):
-    """LR factor: linear warmup over ``warmup_share`` of the steps, then linear decay to 0 at
-    ``total``; guarded so a single-step run does not divide by 0."""
-    import torch
-
-    warmup = max(1, int(warmup_share * total))
-    decay = max(1, total - warmup)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total - step) / decay))
-    )
-
-
 def fine_tune(
     model,
     tokenizer,
@@ -74,7 +66,6 @@ def fine_tune(
     Returns the mean loss of each epoch. A progress bar shows the running loss.
     """
     import torch
-    from tqdm.auto import tqdm
 
     if len(first) != len(second) or len(first) != len(targets):
         raise ValueError("first, second and targets must have the same length")
@@ -85,36 +76,27 @@ def fine_tune(
     weights = grade_weights(targets) if config.balance_grades else np.ones(len(first))
     weight_t = torch.as_tensor(weights, dtype=torch.float32)
     draw = weights / weights.sum()
-    steps_per_epoch = math.ceil(len(first) / config.batch_size)
-    total = steps_per_epoch * config.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    schedule = warmup_then_linear_decay(optimizer, total, config.warmup_share)
-    model.to(device).train()
-    epoch_losses = []
-    bar = tqdm(total=total, desc="fine-tune", unit="step", disable=not show_progress)
-    for _ in range(config.epochs):
-        order = (
-            rng.choice(len(first), size=len(first), p=draw)
-            if config.balance_grades
-            else rng.permutation(len(first))
-        )
-        running = []
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
-            batch = {k: v.to(device) for k, v in batch.items()}
-            loss = soft_cross_entropy(
-                model(**batch).logits, target_t[idx].to(device), weight_t[idx].to(device)
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            running.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{np.mean(running[-50:]):.3f}")
-        epoch_losses.append(float(np.mean(running)))
-    bar.close()
-    model.eval()
-    return epoch_losses
+
+    def epoch_batches():
+        n = len(first)
+        order = rng.choice(n, size=n, p=draw) if config.balance_grades else rng.permutation(n)
+        return (order[s : s + config.batch_size] for s in range(0, n, config.batch_size))
+
+    def batch_loss(idx):
+        batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+        return soft_cross_entropy(logits, target_t[idx].to(device), weight_t[idx].to(device))
+
+    model.to(device)
+    history = train_loop(
+        model,
+        epoch_batches,
+        batch_loss,
+        epochs=config.epochs,
+        steps_per_epoch=math.ceil(len(first) / config.batch_size),
+        learning_rate=config.learning_rate,
+        warmup_share=config.warmup_share,
+        desc="fine-tune",
+        show_progress=show_progress,
+    )
+    return [epoch["total"] for epoch in history]

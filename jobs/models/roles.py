@@ -12,6 +12,7 @@ from jobs.config.policy import Policy
 from jobs.config.settings import Settings
 from jobs.models.cards import CARD
 from jobs.runtime.errors import PolicyrankError
+from jobs.warehouse.tables import Warehouse
 from udfs.pair_text import template_fields
 from udfs.teacher import TeacherConfig
 
@@ -29,9 +30,9 @@ def teacher_dir(settings: Settings) -> Path:
     if settings.teacher.model_dir:
         return Path(settings.teacher.model_dir)
     if backend == "simulated":
-        return settings.models_dir / SIMULATED_JUDGE
+        return Warehouse.of(settings).models_dir / SIMULATED_JUDGE
     if backend == "cross_encoder":
-        return settings.models_dir / DEFAULT_JUDGE
+        return Warehouse.of(settings).models_dir / DEFAULT_JUDGE
     raise PolicyrankError(f"teacher.backend {backend!r} needs teacher.model_dir")
 
 
@@ -48,17 +49,17 @@ def teacher_config(settings: Settings, policy: Policy) -> TeacherConfig:
             "simulated": "the simulator writes it when world.generate_if_missing is on",
         }.get(settings.teacher.backend, "set teacher.model_dir to the judge's folder")
         raise PolicyrankError(f"no teacher model at {path}: {how}")
-    t = settings.teacher
+    t, inf = settings.teacher, settings.inference_for("teacher")
     return TeacherConfig(
         backend=t.backend,
         model_dir=str(path),
         member_template=t.member_template,
         job_template=t.job_template,
         policy_text=policy.body,
-        max_length=t.max_length,
-        token_budget=t.token_budget,
-        gpu_token_budget=t.gpu_token_budget,
-        cpu_threads=t.cpu_threads,
+        max_length=inf.max_length,
+        token_budget=inf.token_budget,
+        gpu_token_budget=inf.gpu_token_budget,
+        cpu_threads=inf.cpu_threads,
     )
 
 
@@ -84,7 +85,7 @@ def code_version() -> str:
 
 
 def latest_student(settings: Settings) -> Path:
-    root = settings.models_dir / STUDENTS
+    root = Warehouse.of(settings).models_dir / STUDENTS
     cards = sorted(root.glob(f"*/{CARD}"), key=lambda p: p.stat().st_mtime)
     if not cards:
         raise PolicyrankError(f"no trained student under {root}: run `policyrank train` first")

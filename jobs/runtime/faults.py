@@ -1,7 +1,7 @@
 """Test-only fault injection for the fault tests; inert unless ``POLICYRANK_FAULT`` is set.
 
 ``POLICYRANK_FAULT=<action>:<table>:<partition>[:<seconds>]`` acts on one task of the Delta write
-of ``<table>`` (see ``tables_io.replace_run_date``):
+of ``<table>`` (see ``Warehouse.replace_day`` in :mod:`jobs.warehouse.tables`):
 
 - ``stall``: the task waits ``<seconds>`` before passing its rows on, while the write's other
   tasks finish their files, so a test can SIGKILL the driver with files written and nothing

@@ -12,8 +12,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from jobs.runtime.errors import PolicyrankError
-from jobs.config.settings import Settings
-from jobs.warehouse.tables import read_table
+from jobs.config.settings import ValidationSettings
+from jobs.warehouse.tables import Warehouse
 from schemas.tables import JOBS, MEMBERS, Table
 from schemas.vocab import SENIORITY_LEVELS, WORKPLACE_TYPES
 
@@ -112,18 +112,20 @@ def check_columns(df: DataFrame, table: Table) -> None:
             )
 
 
-def read_input(spark: SparkSession, settings: Settings, table: Table) -> DataFrame:
+def read_input(wh: Warehouse, table: Table) -> DataFrame:
     """An input table (``members`` or ``jobs``), held to its contract (:func:`check_columns`)."""
-    df = read_table(spark, settings.table_path(table.name), table, hint=INPUTS_HINT)
+    df = wh.read(table.name, hint=INPUTS_HINT)
     check_columns(df, table)
     return df
 
 
-def read_validated(spark: SparkSession, settings: Settings) -> tuple[DataFrame, DataFrame]:
+def read_validated(
+    wh: Warehouse, conf: ValidationSettings
+) -> tuple[DataFrame, DataFrame]:
     """Members and jobs that pass the row rules; quarantining them is the candidates job's."""
-    limit = settings.validation.max_text_chars
-    members = read_input(spark, settings, MEMBERS)
-    jobs = read_input(spark, settings, JOBS)
+    limit = conf.max_text_chars
+    members = read_input(wh, MEMBERS)
+    jobs = read_input(wh, JOBS)
     return (
         validate_rows(members, MEMBER_RULES, max_text_chars=limit).passed,
         validate_rows(jobs, JOB_RULES, max_text_chars=limit).passed,

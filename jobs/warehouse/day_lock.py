@@ -23,14 +23,13 @@ from pathlib import Path
 from jobs.config.settings import Settings
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
+from jobs.warehouse.tables import local_path
 
 
 def lock_path(settings: Settings, run_date: dt.date) -> Path | None:
     """The date's lock file, or None where the warehouse is not on the local file system."""
-    warehouse = settings.warehouse
-    if "://" in warehouse and not warehouse.startswith("file://"):
-        return None
-    return Path(warehouse.removeprefix("file://")) / "_locks" / f"run-daily-{run_date}.lock"
+    root = local_path(settings.warehouse)
+    return None if root is None else root / "_locks" / f"run-daily-{run_date}.lock"
 
 
 @contextmanager
