@@ -78,10 +78,10 @@ def train(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
     )
     staging = wh.models_dir / STUDENTS / f".staging-{run_id}"
     if st.architecture == "field_encoder":
-        from udfs.field_student import FieldStudent, FieldTrainConfig, train_field_student
+        from udfs.field_student import FieldStudent, train_field_student
 
         config = field_config(settings)
-        hyper = FieldTrainConfig(**vars(st.fields))
+        hyper = st.fields
         student = FieldStudent.from_base(base, config, seed=hyper.seed, device=device)
         history = train_field_student(
             student,
@@ -95,22 +95,26 @@ def train(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
         hyper_parameters = {"architecture": st.architecture, **vars(hyper), **config.to_dict()}
         prefix = "student-fields"
     elif st.architecture == "cross_encoder":
-        from udfs.distill import DistillConfig, distill, truncated_student
+        from udfs.distill import distill, truncated_student
 
         s = settings.scoring
         first = render(s.member_template, m.loc[rows.member_id].reset_index())
         second = render(s.job_template, j.loc[rows.job_id].reset_index())
         max_length = settings.inference_for("scoring").max_length  # the length it is served at
-        conf = DistillConfig(max_length=max_length, **vars(st.distill))
+        conf = st.distill
         torch.manual_seed(conf.seed)
         start = teacher.model_dir if teacher.backend == "cross_encoder" else base
         model, tokenizer = truncated_student(start, st.n_layers, num_labels=5)
         history = distill(
-            model, tokenizer, first, second, rows.member_id.tolist(), probs, conf, device=device
-        )
+            model, tokenizer, first, second, rows.member_id.tolist(), probs, conf,
+            max_length=max_length, device=device,
+        )  # fmt: skip
         model.to("cpu").save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        hyper_parameters = {"architecture": st.architecture, "n_layers": st.n_layers, **vars(conf)}
+        hyper_parameters = {
+            "architecture": st.architecture, "n_layers": st.n_layers, "max_length": max_length,
+            **vars(conf),
+        }  # fmt: skip
         prefix = f"student-l{st.n_layers}"
     else:
         raise PolicyrankError(

@@ -59,7 +59,7 @@ def tiny_grade_model(tmp_path_factory) -> Path:
 
 def train_config(cls, section: str, **changes):
     """A training config with conf/local.yaml's values (the one source of defaults) and
-    ``changes``: ``train_config(FieldTrainConfig, "student.fields", epochs=5)``."""
+    ``changes``: ``train_config(DistillConfig, "student.fields", epochs=5)``."""
     from jobs.config.settings import load_settings
 
     node = load_settings()

@@ -226,20 +226,21 @@ def _pairs() -> tuple[list[str], list[str], list[str], np.ndarray]:
 
 
 def _config(**changes) -> DistillConfig:
-    return train_config(DistillConfig, "student.distill", **{"max_length": 128, **changes})
+    return train_config(DistillConfig, "student.distill", **changes)
 
 
 def _run(teacher_dir, config: DistillConfig):
     student, tokenizer = truncated_student(teacher_dir, 1)
     first, second, members, probs = _pairs()
     history = distill(
-        student, tokenizer, first, second, members, probs, config, show_progress=False
-    )
+        student, tokenizer, first, second, members, probs, config, max_length=32,
+        show_progress=False,
+    )  # fmt: skip
     return student, history
 
 
 def test_tiny_distill_run_reduces_the_loss_and_is_reproducible(tiny_grade_model):
-    config = _config(epochs=3, batch_members=2, learning_rate=3e-3, seed=3, max_length=32)
+    config = _config(epochs=3, batch_members=2, learning_rate=3e-3, seed=3)
     student, history = _run(tiny_grade_model, config)
     assert len(history) == 3
     assert set(history[0]) == {"total", "kl", "rank"}
@@ -258,9 +259,20 @@ def test_tiny_distill_run_reduces_the_loss_and_is_reproducible(tiny_grade_model)
 def test_distill_checks_its_inputs(tiny_grade_model):
     student, tokenizer = truncated_student(tiny_grade_model, 1)
     with pytest.raises(ValueError, match="same length"):
-        distill(student, tokenizer, ["a"], ["b"], ["m", "n"], np.full((1, 5), 0.2), _config())
+        distill(
+            student,
+            tokenizer,
+            ["a"],
+            ["b"],
+            ["m", "n"],
+            np.full((1, 5), 0.2),
+            _config(),
+            max_length=8,
+        )
     with pytest.raises(ValueError, match=r"\(n, 5\)"):
-        distill(student, tokenizer, ["a"], ["b"], ["m"], np.full((1, 3), 1 / 3), _config())
+        distill(
+            student, tokenizer, ["a"], ["b"], ["m"], np.full((1, 3), 1 / 3), _config(), max_length=8
+        )
 
 
 def test_grade_weights_lift_rare_grades_and_keep_the_mean():

@@ -12,11 +12,11 @@ import torch
 from tests.conftest import train_config
 from tests.tiny_models import build_tiny_encoder
 from udfs.field_student import (
+    DistillConfig,
     FieldEncoder,
     FieldStudent,
     FieldStudentConfig,
     FieldStudentHead,
-    FieldTrainConfig,
     train_field_student,
 )
 
@@ -27,7 +27,7 @@ CONFIG = FieldStudentConfig(
     projection_dim=4,
     hidden_dim=32,
 )
-FAST = train_config(FieldTrainConfig, "student.fields", epochs=40, batch_members=8, seed=0)
+FAST = train_config(DistillConfig, "student.fields", epochs=40, batch_members=8, seed=0)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -215,7 +215,7 @@ def test_save_load_round_trip_gives_identical_scores(encoder_dir, tmp_path):
         jobs,
         ids,
         probs,
-        train_config(FieldTrainConfig, "student.fields", epochs=2),
+        train_config(DistillConfig, "student.fields", epochs=2),
         show_progress=False,
     )
     before = student.scores(members, jobs)
@@ -269,7 +269,7 @@ def test_training_learns_a_synthetic_task(encoder_dir):
 
 def test_training_is_deterministic(encoder_dir):
     members, jobs, ids, probs, _ = _task(8, seed=4)
-    cfg = train_config(FieldTrainConfig, "student.fields", epochs=3, batch_members=3, seed=7)
+    cfg = train_config(DistillConfig, "student.fields", epochs=3, batch_members=3, seed=7)
     runs = []
     for _ in range(2):
         student = _student(encoder_dir)
@@ -283,7 +283,7 @@ def test_training_is_deterministic(encoder_dir):
 def test_bad_shapes_raise_value_errors(encoder_dir):
     members, jobs, ids, probs, _ = _task(2, seed=5)
     student = _student(encoder_dir)
-    cfg = train_config(FieldTrainConfig, "student.fields", epochs=1)
+    cfg = train_config(DistillConfig, "student.fields", epochs=1)
     with pytest.raises(ValueError, match="same length"):
         train_field_student(student, members, jobs, ids[:-1], probs, cfg, show_progress=False)
     with pytest.raises(ValueError, match="same length"):

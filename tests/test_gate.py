@@ -125,7 +125,7 @@ def _shuffled_student(warehouse, settings):
     from deltalake import DeltaTable
 
     from jobs.models.roles import field_config, shipped_minilm
-    from udfs.field_student import FieldStudent, FieldTrainConfig, train_field_student
+    from udfs.field_student import DistillConfig, FieldStudent, train_field_student
 
     def read(name):
         return DeltaTable(str(warehouse / name)).to_pyarrow_dataset()
@@ -145,7 +145,7 @@ def _shuffled_student(warehouse, settings):
         jobs.loc[labels.job_id].reset_index(),
         labels.member_id.tolist(),
         probs,
-        train_config(FieldTrainConfig, "student.fields", epochs=5),
+        train_config(DistillConfig, "student.fields", epochs=5),
         show_progress=False,
     )
     folder = warehouse / "models" / "students" / "student-fields-shuffled"

@@ -182,19 +182,19 @@ def test_ece_hand_computed():
     # bin 0: p .05 vs 0 -> .05; bin 1: .15 vs 1 -> .85; bin 9 (1.0 included): .975 vs 1 -> .025
     # weights 1/4, 1/4, 2/4; the NaN probability row is dropped
     expected = 0.05 / 4 + 0.85 / 4 + 0.025 / 2
-    assert metrics.expected_calibration_error(frame) == pytest.approx(expected)
+    ece = metrics.expected_calibration_error
+    assert ece(metrics.calibration_bins(frame)) == pytest.approx(expected)
     binary = frame.assign(label=[0, 1, 1, 1, 1])
-    assert metrics.expected_calibration_error(
-        binary, label_col="label", positive_min_grade=None
-    ) == pytest.approx(expected)
+    as_binary = metrics.calibration_bins(binary, label_col="label", positive_min_grade=None)
+    assert ece(as_binary) == pytest.approx(expected)
     bins = metrics.calibration_bins(frame)
     assert bins["bin"].tolist() == [0, 1, 9] and bins["count"].tolist() == [1, 1, 2]
-    assert metrics.expected_calibration_error(frame, n_bins=1) == pytest.approx(abs(0.5375 - 0.75))
+    assert ece(metrics.calibration_bins(frame, n_bins=1)) == pytest.approx(abs(0.5375 - 0.75))
 
 
 def test_ece_rejects_out_of_range_probabilities():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        metrics.expected_calibration_error(pd.DataFrame({"p_ge_3": [1.2], "true_grade": [3]}))
+        metrics.calibration_bins(pd.DataFrame({"p_ge_3": [1.2], "true_grade": [3]}))
 
 
 # ---------------------------------------------------------------- evaluate, slices, bootstrap
@@ -222,7 +222,8 @@ def test_evaluate_by_matches_the_functions(random_pairs):
     assert overall["weighted_kappa"] == pytest.approx(
         metrics.weighted_kappa(random_pairs, "true_grade", "grade")
     )
-    assert overall["ece"] == pytest.approx(metrics.expected_calibration_error(random_pairs))
+    bins = metrics.calibration_bins(random_pairs)
+    assert overall["ece"] == pytest.approx(metrics.expected_calibration_error(bins))
     assert overall["auc_grade_ge_3"] == pytest.approx(metrics.auc(random_pairs))
 
 

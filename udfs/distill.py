@@ -26,22 +26,7 @@ import numpy as np
 import torch
 
 from udfs.fine_tune import soft_cross_entropy
-from udfs.training import train_loop
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """The cross-encoder student's knobs; values come from ``student.distill``."""
-
-    epochs: int
-    batch_members: int  # members per batch; a batch holds all rows of each of them
-    learning_rate: float
-    warmup_share: float
-    ranking_weight: float
-    temperature: float
-    margin: float
-    seed: int
-    max_length: int
+from udfs.training import DistillConfig, train_loop
 
 
 def expected_grade(logits: torch.Tensor) -> torch.Tensor:
@@ -221,10 +206,12 @@ def distill(
     teacher_probs: np.ndarray,
     config: DistillConfig,
     *,
+    max_length: int,
     device: str = "cpu",
     show_progress: bool = True,
 ) -> list[dict[str, float]]:
-    """Train ``student`` in place on ``(first[i], second[i])`` pairs against ``teacher_probs``
+    """Train ``student`` in place on ``(first[i], second[i])`` pairs (cut to ``max_length``
+    tokens, the length it will be served at) against ``teacher_probs``
     ``(n, k)`` (``k`` = the student's ``num_labels``) with :class:`DistillationLoss`.
 
     AdamW, linear warmup then decay, gradient norm clipped to 1, batches of whole members
@@ -240,7 +227,7 @@ def distill(
         raise ValueError(f"teacher_probs must be (n, {k}), got {np.shape(teacher_probs)}")
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    enc = tokenizer(list(first), list(second), truncation=True, max_length=config.max_length)
+    enc = tokenizer(list(first), list(second), truncation=True, max_length=max_length)
     target_t = torch.as_tensor(np.asarray(teacher_probs), dtype=torch.float32)
     member_t = torch.as_tensor(np.unique(np.asarray(member_ids), return_inverse=True)[1].ravel())
     loss_fn = DistillationLoss(config.ranking_weight, config.temperature, config.margin)
@@ -261,6 +248,7 @@ def distill(
         epochs=config.epochs,
         steps_per_epoch=math.ceil(len(set(member_ids)) / config.batch_members),
         learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
         warmup_share=config.warmup_share,
         desc="distill",
         show_progress=show_progress,

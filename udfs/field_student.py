@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from udfs.distill import DistillationLoss, expected_grade, member_batches
-from udfs.training import train_loop
+from udfs.training import DistillConfig, train_loop
 
 N_GRADES = 5  # grades 0..4
 HEAD_FILE = "field_head.safetensors"
@@ -106,20 +106,6 @@ class FieldStudentConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FieldStudentConfig:
         return cls(**data)
-
-
-@dataclass(frozen=True)
-class FieldTrainConfig:
-    """The field student's training knobs; values come from ``student.fields``."""
-
-    epochs: int
-    batch_members: int  # members per batch; a batch holds all rows of each of them
-    learning_rate: float
-    weight_decay: float
-    ranking_weight: float
-    temperature: float
-    margin: float
-    seed: int
 
 
 class FieldEncoder:
@@ -519,7 +505,7 @@ def train_field_student(
     jobs: pd.DataFrame,
     member_ids: Sequence[str],
     teacher_probs: np.ndarray,
-    config: FieldTrainConfig,
+    config: DistillConfig,
     *,
     show_progress: bool = True,
 ) -> list[dict[str, float]]:
@@ -564,6 +550,7 @@ def train_field_student(
         steps_per_epoch=math.ceil(len(np.unique(ids)) / config.batch_members),
         learning_rate=config.learning_rate,
         weight_decay=config.weight_decay,
+        warmup_share=config.warmup_share,
         desc="field student",
         show_progress=show_progress,
     )

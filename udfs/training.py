@@ -9,9 +9,26 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How a student learns the teacher's grades: ``student.fields`` (the field student) and
+    ``student.distill`` (the cross-encoder student) in conf/local.yaml."""
+
+    epochs: int
+    batch_members: int  # members per batch; a batch holds all rows of each of them
+    learning_rate: float
+    weight_decay: float
+    warmup_share: float | None  # None: a constant rate
+    ranking_weight: float  # loss = KL(teacher || student) + ranking_weight * RankNet
+    temperature: float
+    margin: float  # teacher expected-grade gap that makes a ranking pair
+    seed: int
 
 
 def warmup_then_linear_decay(optimizer, total: int, warmup_share: float):

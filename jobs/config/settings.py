@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from jobs.runtime.errors import PolicyrankError
+from udfs.training import DistillConfig
 
 DEFAULT_CONF = Path(__file__).resolve().parents[2] / "conf" / "local.yaml"
 
@@ -62,6 +63,11 @@ class InferenceSettings:
     cpu_threads: int
     task_cpus: int | None
     task_gpus: float | None
+
+    def batching(self) -> dict[str, int]:
+        """What every model config takes: tokens per pair, token budgets, CPU threads."""
+        keys = ("max_length", "token_budget", "gpu_token_budget", "cpu_threads")
+        return {key: getattr(self, key) for key in keys}
 
 
 @dataclass(frozen=True)
@@ -136,30 +142,6 @@ class TeacherSettings:
 
 
 @dataclass(frozen=True)
-class DistillSettings:
-    epochs: int
-    batch_members: int
-    learning_rate: float
-    warmup_share: float
-    ranking_weight: float
-    temperature: float
-    margin: float
-    seed: int
-
-
-@dataclass(frozen=True)
-class FieldDistillSettings:
-    epochs: int
-    batch_members: int
-    learning_rate: float
-    weight_decay: float
-    ranking_weight: float
-    temperature: float
-    margin: float
-    seed: int
-
-
-@dataclass(frozen=True)
 class StudentSettings:
     architecture: str
     base_model_dir: str | None
@@ -168,8 +150,8 @@ class StudentSettings:
     job_fields: str
     list_fields: str
     n_layers: int
-    fields: FieldDistillSettings
-    distill: DistillSettings
+    fields: DistillConfig  # the trainers' own config types: one list of knobs
+    distill: DistillConfig
 
 
 @dataclass(frozen=True)

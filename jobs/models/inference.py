@@ -104,10 +104,7 @@ def grade_model(model_dir: Path, settings: Settings) -> TeacherConfig | None:
             str(model_dir),
             s.member_template,
             s.job_template,
-            max_length=inf.max_length,
-            token_budget=inf.token_budget,
-            gpu_token_budget=inf.gpu_token_budget,
-            cpu_threads=inf.cpu_threads,
+            **inf.batching(),
         )
     return None
 
@@ -147,10 +144,7 @@ def scorer_config(s: ScoringSettings, inf: InferenceSettings, model_dir: str) ->
         model_dir=model_dir,
         member_template=s.member_template,
         job_template=s.job_template,
-        max_length=inf.max_length,
-        token_budget=inf.token_budget,
-        gpu_token_budget=inf.gpu_token_budget,
-        cpu_threads=inf.cpu_threads,
+        **inf.batching(),
     )
 
 

@@ -56,10 +56,7 @@ def teacher_config(settings: Settings, policy: Policy) -> TeacherConfig:
         member_template=t.member_template,
         job_template=t.job_template,
         policy_text=policy.body,
-        max_length=inf.max_length,
-        token_budget=inf.token_budget,
-        gpu_token_budget=inf.gpu_token_budget,
-        cpu_threads=inf.cpu_threads,
+        **inf.batching(),
     )
 
 

@@ -183,7 +183,7 @@ def calibration_bins(
     n_bins: int = 10,
     positive_min_grade: int | None = POSITIVE_MIN_GRADE,
 ) -> pd.DataFrame:
-    """The reliability table behind :func:`expected_calibration_error`.
+    """The reliability table that :func:`expected_calibration_error` summarises.
 
     Equal-width bins over [0, 1]: bin ``i`` holds ``i / n_bins <= p < (i + 1) / n_bins``, the last
     bin also ``p = 1``. The label is ``label_col >= positive_min_grade``, or ``label_col`` itself
@@ -218,18 +218,10 @@ def calibration_bins(
     )
 
 
-def expected_calibration_error(
-    frame: pd.DataFrame,
-    prob_col: str = PROB_COL,
-    label_col: str = "true_grade",
-    n_bins: int = 10,
-    positive_min_grade: int | None = POSITIVE_MIN_GRADE,
-) -> float:
-    """ECE of a probability against a binary label:
-    ``sum over bins b of |b| / N * |mean prob in b - mean label in b|``, with the equal-width bins,
-    label and missing-value rules of :func:`calibration_bins` (``N`` counts the rows kept). 0 is
-    perfectly calibrated. NaN when no row has a probability."""
-    bins = calibration_bins(frame, prob_col, label_col, n_bins, positive_min_grade)
+def expected_calibration_error(bins: pd.DataFrame) -> float:
+    """ECE of a reliability table (:func:`calibration_bins`):
+    ``sum over bins b of |b| / N * |mean prob in b - mean label in b|`` (``N`` counts the rows
+    kept). 0 is perfectly calibrated. NaN when no row has a probability."""
     total = bins["count"].sum()
     if total == 0:
         return float("nan")
@@ -290,7 +282,9 @@ def evaluate(frame: pd.DataFrame, *, k: int = 10, label: str = "true_grade") -> 
         kappa: weighted_kappa(frame, label, "grade") if has("grade") else nan,
         tau: kendall_tau_to_teacher(frame) if has("teacher_score") else nan,
         kl: kl_to_teacher(frame) if has("grade_probs") and has("teacher_probs") else nan,
-        ece: expected_calibration_error(frame, label_col=label) if has(PROB_COL) else nan,
+        ece: expected_calibration_error(calibration_bins(frame, label_col=label))
+        if has(PROB_COL)
+        else nan,
     }
 
 
