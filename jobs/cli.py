@@ -5,6 +5,7 @@ overrides. It is also the spark-submit entry point: ``spark-submit … jobs/cli.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import sys
 
 import click
@@ -57,86 +58,50 @@ def cli() -> None:
     """policyrank: policy-guided distillation and precomputed recommendations on Spark + Delta."""
 
 
-@cli.command()
-@CONF
-@OVERRIDES
-def generate(conf_path, overrides) -> None:
-    """Simulator: write the synthetic world: members, jobs (with bad rows), hidden truth."""
-    from sim import generate as job
-
-    settings = load_settings(conf_path, overrides)
-    job.run(_session(settings), settings, run_id=new_run_id())
-
-
-@cli.command()
-@CONF
-@DATE
-@OVERRIDES
-def candidates(conf_path, run_date, overrides) -> None:
-    """Validate inputs and write the date's top-K candidate pairs per member."""
-    from jobs import candidates as job
-
-    settings, day = load_settings(conf_path, overrides), _date(run_date)
-    job.run(_session(settings), settings, day, run_id=new_run_id(day))
-
-
-@cli.command()
-@CONF
-@DATE
-@OVERRIDES
-def score(conf_path, run_date, overrides) -> None:
-    """Score the date's candidates with the student and write the top-N per member."""
-    from jobs import score as job
-
-    settings, day = load_settings(conf_path, overrides), _date(run_date)
-    job.run(_session(settings), settings, day, run_id=new_run_id(day))
+# Steps that run one function, (spark, settings[, date], run_id=...), and print only their log:
+# (command, module, function, takes --date, help).
+STEPS = (
+    ("generate", "sim.generate", "run", False,
+     "Simulator: write the synthetic world: members, jobs (with bad rows), hidden truth."),
+    ("candidates", "jobs.candidates", "run", True,
+     "Validate inputs and write the date's top-K candidate pairs per member."),
+    ("sample", "jobs.sample", "run", True,
+     "Pick the date's pairs for the teacher: stratified, hard negatives, random."),
+    ("gold", "sim.gold", "run", True,
+     "Simulator: gold labels from simulated raters (and the hidden true grades)."),
+    ("train-judge", "jobs.judge", "train_judge", False,
+     "Fine-tune the cross_encoder judge (MiniLM-L6, 5-way head) on non-held-out gold labels."),
+    ("label", "jobs.judge", "label", True,
+     "Teacher soft labels for the date's sampled pairs not labelled yet."),
+    ("train", "jobs.student", "train", False,
+     "Distil the teacher's soft labels into a student (student.architecture)."),
+    ("promote", "jobs.evaluate", "promote", True,
+     "Make the date's evaluated student the production model if it passes the gate."),
+    ("score", "jobs.score", "run", True,
+     "Score the date's candidates with the student and write the top-N per member."),
+    ("maintain", "jobs.maintain", "run", False,
+     "Compact every Delta table and vacuum files older than maintenance.keep_days."),
+)  # fmt: skip
 
 
-@cli.command()
-@CONF
-@DATE
-@OVERRIDES
-def sample(conf_path, run_date, overrides) -> None:
-    """Pick the date's pairs for the teacher: stratified, hard negatives, random."""
-    from jobs import sample as job
+def _step_command(name: str, module: str, function: str, dated: bool, doc: str) -> None:
+    def command(conf_path, overrides, run_date=None) -> None:
+        settings = load_settings(conf_path, overrides)
+        run = getattr(importlib.import_module(module), function)
+        if dated:
+            day = _date(run_date)
+            run(_session(settings), settings, day, run_id=new_run_id(day))
+        else:
+            run(_session(settings), settings, run_id=new_run_id())
 
-    settings, day = load_settings(conf_path, overrides), _date(run_date)
-    job.run(_session(settings), settings, day, run_id=new_run_id(day))
-
-
-@cli.command()
-@CONF
-@DATE
-@OVERRIDES
-def gold(conf_path, run_date, overrides) -> None:
-    """Simulator: gold labels from simulated raters (and the hidden true grades)."""
-    from sim import gold as job
-
-    settings, day = load_settings(conf_path, overrides), _date(run_date)
-    job.run(_session(settings), settings, day, run_id=new_run_id(day))
+    command.__doc__ = doc
+    for option in (OVERRIDES, *([DATE] if dated else []), CONF):
+        command = option(command)
+    cli.command(name)(command)
 
 
-@cli.command("train-judge")
-@CONF
-@OVERRIDES
-def train_judge(conf_path, overrides) -> None:
-    """Fine-tune the cross_encoder judge (MiniLM-L6, 5-way head) on non-held-out gold labels."""
-    from jobs import judge
-
-    settings = load_settings(conf_path, overrides)
-    judge.train_judge(_session(settings), settings, run_id=new_run_id())
-
-
-@cli.command()
-@CONF
-@DATE
-@OVERRIDES
-def label(conf_path, run_date, overrides) -> None:
-    """Teacher soft labels for the date's sampled pairs not labelled yet."""
-    from jobs import judge
-
-    settings, day = load_settings(conf_path, overrides), _date(run_date)
-    judge.label(_session(settings), settings, day, run_id=new_run_id(day))
+for _step in STEPS:
+    _step_command(*_step)
 
 
 @cli.command()
@@ -150,17 +115,6 @@ def calibrate(conf_path, run_date, overrides) -> None:
     settings, day = load_settings(conf_path, overrides), _date(run_date)
     result = judge.calibrate(_session(settings), settings, day, run_id=new_run_id(day))
     click.echo(judge.format_calibration(result["table"]))
-
-
-@cli.command()
-@CONF
-@OVERRIDES
-def train(conf_path, overrides) -> None:
-    """Distil the teacher's soft labels into a student (student.architecture)."""
-    from jobs import student
-
-    settings = load_settings(conf_path, overrides)
-    student.train(_session(settings), settings, run_id=new_run_id())
 
 
 @cli.command()
@@ -184,35 +138,12 @@ def evaluate(conf_path, run_date, model_dir, overrides) -> None:
 @CONF
 @DATE
 @OVERRIDES
-def promote(conf_path, run_date, overrides) -> None:
-    """Make the date's evaluated student the production model if it passes the gate."""
-    from jobs import evaluate as job
-
-    settings, day = load_settings(conf_path, overrides), _date(run_date)
-    job.promote(_session(settings), settings, day, run_id=new_run_id(day))
-
-
-@cli.command()
-@CONF
-@DATE
-@OVERRIDES
 def show(conf_path, run_date, overrides) -> None:
     """A day at a glance: counts, quarantine reasons, scores, what changed since before."""
     from jobs import show as job
 
     settings, day = load_settings(conf_path, overrides), _date(run_date)
     click.echo(job.format_show(job.show(_session(settings), settings, day)))
-
-
-@cli.command()
-@CONF
-@OVERRIDES
-def maintain(conf_path, overrides) -> None:
-    """Compact every Delta table and vacuum files older than maintenance.keep_days."""
-    from jobs import maintain as job
-
-    settings = load_settings(conf_path, overrides)
-    job.run(_session(settings), settings, run_id=new_run_id())
 
 
 @cli.command()

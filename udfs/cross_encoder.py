@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from udfs.devices import Placement
+from udfs.devices import Placement, load_pretrained
 from udfs.pair_text import render
 from udfs.pair_tokens import EntityPairs, PairLayout, UnsupportedPairLayout
 from udfs.worker_cache import worker_model
@@ -89,19 +89,9 @@ class CrossEncoderScorer:
         token_budget: int = 8192,
         cpu_threads: int | None = None,
     ) -> CrossEncoderScorer:
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        path = Path(model_dir)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"no Hugging Face model (config.json) in {path}")
-        if placement.device == "cpu" and cpu_threads:
-            torch.set_num_threads(cpu_threads)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, local_files_only=True, dtype=getattr(torch, placement.dtype_name)
+        model, tokenizer = load_pretrained(
+            "AutoModelForSequenceClassification", model_dir, placement, cpu_threads
         )
-        model.to(placement.device).eval()
         return cls(model, tokenizer, placement, max_length, token_budget)
 
     def prepare(self, first: Sequence[str], second: Sequence[str]) -> PreparedPairs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,23 @@ def task_gpu_addresses() -> list[str]:
         return []
     gpu = ctx.resources().get("gpu")
     return list(gpu.addresses) if gpu is not None else []
+
+
+def load_pretrained(auto_class_name: str, model_dir: str | Path, placement: Placement, cpu_threads):
+    """``(model, tokenizer)`` from a local Hugging Face folder, in eval mode on ``placement``
+    (``auto_class_name``: e.g. ``AutoModelForSequenceClassification``); ``cpu_threads`` torch
+    threads when it runs on the CPU. Never reaches a model hub."""
+    import torch
+    import transformers
+
+    path = Path(model_dir)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"no Hugging Face model (config.json) in {path}")
+    if placement.device == "cpu" and cpu_threads:
+        torch.set_num_threads(cpu_threads)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = getattr(transformers, auto_class_name).from_pretrained(
+        path, local_files_only=True, dtype=getattr(torch, placement.dtype_name)
+    )
+    model.to(placement.device).eval()
+    return model, tokenizer

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from udfs.cross_encoder import plan_batches
-from udfs.devices import Placement
+from udfs.devices import Placement, load_pretrained
 from udfs.grades import GRADES, GradeDistribution
 
 ROLE = (
@@ -481,19 +481,9 @@ class LLMJudge:
         against the full prompt and the model's own ``forward`` and raises ``RuntimeError`` when
         the model does not support it.
         """
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = Path(model_dir)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"no Hugging Face model (config.json) in {path}")
-        if placement.device == "cpu" and cpu_threads:
-            torch.set_num_threads(cpu_threads)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, local_files_only=True, dtype=getattr(torch, placement.dtype_name)
+        model, tokenizer = load_pretrained(
+            "AutoModelForCausalLM", model_dir, placement, cpu_threads
         )
-        model.to(placement.device).eval()
         prompt = JudgePrompt(tokenizer, policy_text, max_pair_tokens)
         judge = cls(
             model,
