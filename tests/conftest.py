@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_models import build_tiny_cross_encoder
+from tests.tiny_models import build_tiny_cross_encoder, build_tiny_encoder
 
 DAY = "2026-11-26"
 
@@ -48,6 +48,12 @@ def spark():
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_cross_encoder(tmp_path_factory.mktemp("models") / "tiny-cross-encoder")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A tiny random sentence encoder: a field student's base where only the wiring is tested."""
+    return build_tiny_encoder(tmp_path_factory.mktemp("models") / "tiny-encoder")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The whole cookbook on tiny data: run-daily labels with the simulated judge, distils a field
 student, evaluates it against gold (and the simulator's truth), gates, promotes and scores."""
 
+import datetime as dt
 import json
 import shutil
 
@@ -86,7 +87,7 @@ def test_a_refused_student_leaves_production_alone(spark, cookbook, capsys):
 
 
 def test_a_warehouse_without_the_simulator_evaluates_and_promotes(
-    spark, cookbook, tiny_grade_model, tmp_path, capsys
+    spark, cookbook, tiny_grade_model, tiny_encoder, tmp_path, capsys
 ):
     """members, jobs, human gold labels, a policy and a judge: no truth, nothing simulated. The
     tables are given as a ``file://`` URI and the models live apart from them (``models_dir``)."""
@@ -100,7 +101,9 @@ def test_a_warehouse_without_the_simulator_evaluates_and_promotes(
         "teacher.backend=cross_encoder",
         f"teacher.fine_tune.base_model_dir={tiny_grade_model}",
         "teacher.fine_tune.epochs=1",
-        "student.fields.epochs=3",  # the wiring, not the quality: test_gate.py has the numbers
+        # the wiring, not the quality (test_gate.py has the numbers): a tiny random encoder
+        f"student.base_model_dir={tiny_encoder}",
+        "student.fields.epochs=3",
         "eval.bootstrap_samples=100",
         # a tiny random judge teaches nothing: this test is about the wiring, the gate's
         # decisions are tested on real numbers in tests/test_gate.py
@@ -140,3 +143,31 @@ def test_before_any_promotion_the_day_is_ranked_by_the_prefilter(spark, cookbook
     assert len(merged) == len(scores)
     assert (merged.score - merged.prefilter_score).abs().max() < 1e-6
     assert (merged["rank"] == merged.prefilter_rank).all()  # same order, same tie-break
+
+
+def test_tables_are_created_from_the_schemas(spark, cookbook):
+    """Column comments, NOT NULL and the table comment come from schemas/tables.py; raw inputs
+    stay nullable (validation quarantines their bad rows); a NOT NULL breach is refused."""
+    from delta.tables import DeltaTable
+
+    from jobs.warehouse.tables import Warehouse
+    from schemas.tables import MEMBERS, SCORES, TEACHER_LABELS
+
+    for table in (SCORES, TEACHER_LABELS):
+        delta = DeltaTable.forPath(spark, str(cookbook / table.name))
+        fields = {f.name: f for f in delta.toDF().schema}
+        assert [f for f in fields] == table.names
+        assert {n: f.nullable for n, f in fields.items()} == {
+            c.name: c.nullable for c in table.columns
+        }
+        assert {n: f.metadata.get("comment") for n, f in fields.items()} == {
+            c.name: c.doc for c in table.columns
+        }
+        assert delta.detail().first()["description"] == table.doc
+    members = spark.read.format("delta").load(str(cookbook / "members")).schema
+    assert all(f.nullable for f in members) and MEMBERS.required  # the contract is validation's
+    wh = Warehouse.of(load_settings(None, cookbook_args(cookbook)), spark)
+    row = wh.day("scores", dt.date.fromisoformat(DAY)).limit(1)
+    broken = row.withColumn("member_id", F.lit(None).cast("string"))
+    with pytest.raises(Exception, match="NOT NULL|null"):
+        wh.append(broken, "scores", run_id="test-not-null")

@@ -75,15 +75,22 @@ def test_the_llm_judge_labels_through_the_same_job(spark, cookbook, tmp_path):
         "teacher.backend=llm",
         f"teacher.model_dir={llm}",
         "teacher.inference.max_length=96",
+        "sampling.members_share=0.1",  # a small day of its own: the wiring, on a CPU
     ]
-    main(["label", "--date", DAY, *args])
+    day = "2026-11-25"
+    main(["candidates", "--date", day, *args])
+    main(["sample", "--date", day, *args])
+    main(["label", "--date", day, *args])
     by_llm = F.col("teacher_model_id").startswith("tiny-llm-judge-")
     labels = _table(spark, cookbook, "teacher_labels").where(by_llm).toPandas()
-    sampled = _table(spark, cookbook, "sampled_pairs").where(F.col("run_date") == DAY).count()
-    quarantined = _table(spark, cookbook, "quarantine").where("stage = 'label'").count()
-    assert len(labels) + quarantined == sampled
+    that_day = F.col("run_date") == day
+    sampled = _table(spark, cookbook, "sampled_pairs").where(that_day).count()
+    quarantined = _table(spark, cookbook, "quarantine").where(
+        that_day & (F.col("stage") == "label")
+    )
+    assert len(labels) > 0 and len(labels) + quarantined.count() == sampled
     assert labels.grade_probs.apply(lambda p: abs(sum(p) - 1) < 1e-4).all()
-    main(["label", "--date", DAY, *args])
+    main(["label", "--date", day, *args])
     assert _table(spark, cookbook, "teacher_labels").where(by_llm).count() == len(labels)
 
 

@@ -132,11 +132,10 @@ class Warehouse:
         local = local_path(self.path(name))
         if local is not None and (local / "_delta_log").is_dir():
             return  # the common case, without a round trip to the JVM
-        builder = (
-            DeltaTable.createIfNotExists(self._spark)
-            .location(self.path(name))
-            .comment(table.doc)
-        )
+        # A local table by its plain path: Delta qualifies file:///x as file:/x and would see
+        # two locations in one CREATE.
+        location = str(local) if local is not None else self.path(name)
+        builder = DeltaTable.createIfNotExists(self._spark).location(location).comment(table.doc)
         for column in table.columns:
             nullable = column.nullable or not table.enforce_not_null
             builder = builder.addColumn(
