@@ -26,6 +26,9 @@ def test_spark_sql_reads_the_registered_names(spark, cookbook, tmp_path):
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PYSPARK_GATEWAY_PORT", None)
+    # test speed only: C1 alone warms this short-lived JVM up faster (docs/benchmarks.md); the
+    # properties file keeps its own driver options (derby.system.home)
+    env["JAVA_TOOL_OPTIONS"] = "-XX:TieredStopAtLevel=1"
     query = (
         f"SELECT count(*), sum(rank), count(DISTINCT member_id) FROM policyrank.scores "
         f"WHERE run_date = '{DAY}'; SHOW TABLES IN policyrank"

@@ -63,6 +63,7 @@ def _args(warehouse, tiny_model, *extra):
         "scoring.top_n=3",
         "catalog.database=null",  # registration is tested on the cookbook (test_catalog.py)
         "maintenance.weekday=null",
+        "sampling.members_share=0.3",  # the two days' samples still overlap; fewer to label
         *extra,
     ]
 
@@ -256,26 +257,28 @@ def test_a_killed_write_keeps_the_last_version(warehouse, tiny_model, first_run,
 def test_a_rerun_with_a_failing_worker_replaces_exactly_that_date(
     spark, warehouse, tiny_model, first_run, tmp_path, monkeypatch, capfd
 ):
-    """After the kill, rerun the day with a Python worker that fails its first attempt on the
-    scores write: Spark retries it (the suite's session is local[2,2], one retry, as a cluster
-    allows), and the day equals the clean run's, other dates untouched."""
+    """After the kill, rerun the day's `candidates`, then the killed `score` with a Python worker
+    that fails its first attempt on the scores write: Spark retries it (the suite's session is
+    local[2,2], one retry, as a cluster allows), and the day equals the clean run's, other dates
+    untouched."""
     other_before = _day(spark, warehouse, "scores", COOKBOOK_DAY).toPandas()
     assert len(other_before)
     fired = tmp_path / "faults.log"
     monkeypatch.setenv("POLICYRANK_FAULT", "fail:scores:0")
     monkeypatch.setenv("POLICYRANK_FAULT_LOG", str(fired))
     capfd.readouterr()
-    main(["run-daily", "--date", DAY, *_args(warehouse, tiny_model)])
+    main(["candidates", "--date", DAY, *_args(warehouse, tiny_model)])
+    main(["score", "--date", DAY, *_args(warehouse, tiny_model)])
     printed = capfd.readouterr()
     assert fired.read_text() == "fail partition 0 attempt 0\n"  # it failed once, then passed
-    assert "TEST FAULT" in printed.err and "label: " in printed.err
+    assert "TEST FAULT" in printed.err and "score: " in printed.err
     assert SENTINEL not in printed.out + printed.err
     for table in ("candidates", "scores", "quarantine"):
         again = _day(spark, warehouse, table, DAY).toPandas()
-        assert len(again) == len(first_run[table]), table
-        assert again.run_id.nunique() <= 1
-        if len(again):
-            assert set(again.run_id) != set(first_run[table].run_id)  # really rewritten
+        assert len(again) == len(first_run[table]), table  # replaced, never added to
+        if table != "quarantine":  # (its label-stage rows are the first run's)
+            assert again.run_id.nunique() == 1, table
+            assert set(again.run_id) != set(first_run[table].run_id), table  # really rewritten
     scores = _day(spark, warehouse, "scores", DAY).toPandas()
     assert not scores.duplicated(KEY).any()
     cols = [*KEY, "rank", "model_version"]

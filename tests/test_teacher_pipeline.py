@@ -1,10 +1,13 @@
 """The teacher's steps on the tiny cookbook warehouse: sampling, gold, labels, calibration."""
 
+import datetime as dt
+
 from pyspark.sql import functions as F
 
 from jobs.cli import main
 from jobs.config.settings import load_settings
 from jobs.quality.splits import is_heldout
+from jobs.warehouse.tables import Warehouse
 from tests.conftest import DAY, cookbook_args
 
 
@@ -75,11 +78,15 @@ def test_the_llm_judge_labels_through_the_same_job(spark, cookbook, tmp_path):
         "teacher.backend=llm",
         f"teacher.model_dir={llm}",
         "teacher.inference.max_length=96",
-        "sampling.members_share=0.1",  # a small day of its own: the wiring, on a CPU
     ]
+    # A small day of its own (the wiring, on a CPU): 80 of the cookbook day's sampled pairs.
     day = "2026-11-25"
-    main(["candidates", "--date", day, *args])
-    main(["sample", "--date", day, *args])
+    wh = Warehouse.of(load_settings(None, args), spark)
+    few = (
+        wh.day("sampled_pairs", dt.date.fromisoformat(DAY)).orderBy("member_id", "job_id").limit(80)
+    )
+    wh.replace_day(few.withColumn("run_date", F.lit(day).cast("date")), "sampled_pairs",
+                   dt.date.fromisoformat(day), run_id="test-small-day")  # fmt: skip
     main(["label", "--date", day, *args])
     by_llm = F.col("teacher_model_id").startswith("tiny-llm-judge-")
     labels = _table(spark, cookbook, "teacher_labels").where(by_llm).toPandas()
