@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 
 from jobs.config.settings import Settings
@@ -34,12 +33,13 @@ def is_due(settings: Settings, run_date: dt.date) -> bool:
     return weekday is not None and run_date.weekday() == weekday
 
 
-def maintain_table(spark: SparkSession, path: str, keep_days: int) -> dict:
+def maintain_table(wh: Warehouse, name: str, keep_days: int) -> dict:
     """OPTIMIZE then VACUUM one table; the file counts before and after."""
-    table = DeltaTable.forPath(spark, path)
+    spark = wh.spark
+    table = wh.delta(name)
     before = table.detail().first()["numFiles"]
     table.optimize().executeCompaction()
-    compacted = DeltaTable.forPath(spark, path).detail().first()["numFiles"]
+    compacted = wh.delta(name).detail().first()["numFiles"]
     saved = {key: spark.conf.get(key, None) for key in (_RETENTION_CHECK, _LISTING_TASKS)}
     if keep_days < 7:
         spark.conf.set(_RETENTION_CHECK, "false")
@@ -65,7 +65,7 @@ def run(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
     for name in TABLES:
         if not wh.exists(name):
             continue
-        done[name] = maintain_table(spark, wh.path(name), keep)
+        done[name] = maintain_table(wh, name, keep)
         log(
             f"maintain: {name}: {done[name]['files_before']:,} -> "
             f"{done[name]['files_after']:,} live files; vacuumed files older than {keep} days"
