@@ -99,19 +99,24 @@ class Warehouse:
 
     def read(self, name: str, *, hint: str, version: int | None = None) -> DataFrame:
         """The table (at ``version``, else the latest), or one line saying how to create it."""
+        self._require(name, hint)
+        return self._load(name, version)
+
+    def read_pinned(self, name: str, *, hint: str) -> tuple[DataFrame, int]:
+        """The table at its current version, and that version: lineage records what was read."""
+        self._require(name, hint)
+        version = self.delta(name).history(1).first()["version"]
+        return self._load(name, version), version
+
+    def _require(self, name: str, hint: str) -> None:
         if not self.exists(name):
             raise PolicyrankError(f"input table '{name}' not found at {self.path(name)}: {hint}")
+
+    def _load(self, name: str, version: int | None) -> DataFrame:
         reader = self._spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
         return reader.load(self.path(name))
-
-    def read_pinned(self, name: str, *, hint: str) -> tuple[DataFrame, int]:
-        """The table at its current version, and that version: lineage records what was read."""
-        if not self.exists(name):
-            self.read(name, hint=hint)  # raises with the hint
-        version = self.delta(name).history(1).first()["version"]
-        return self.read(name, hint=hint, version=version), version
 
     def day(
         self, name: str, run_date: dt.date, *, hint: str = "", version: int | None = None
