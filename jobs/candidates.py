@@ -12,22 +12,27 @@ from jobs.config.settings import Settings
 from jobs.pairs.blocking import candidate_pairs, job_side, member_side
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
-from jobs.warehouse.validation import JOB_RULES, MEMBER_RULES, read_input, validate_rows
-from schemas.tables import JOBS, MEMBERS
+from jobs.warehouse.validation import Inputs
 
 
-def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
-    """Extract members and jobs, validate, block; load `candidates` and `quarantine`."""
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    run_date: dt.date,
+    *,
+    run_id: str,
+    inputs: Inputs | None = None,
+) -> dict:
+    """Extract members and jobs (the run's ``inputs`` when given), validate, block; load
+    `candidates` and `quarantine`."""
     wh = Warehouse.of(settings, spark)
-    members = read_input(wh, MEMBERS)
-    jobs = read_input(wh, JOBS)
+    own = inputs is None
+    if own:
+        inputs = Inputs.read(wh, settings.validation).persist()
+    members, jobs = inputs.raw_members, inputs.raw_jobs
+    passed_m, passed_j = inputs.valid
 
-    limit = settings.validation.max_text_chars
-    vm = validate_rows(members, MEMBER_RULES, max_text_chars=limit)
-    vj = validate_rows(jobs, JOB_RULES, max_text_chars=limit)
-    passed_m, passed_j = vm.passed.cache(), vj.passed.cache()
-
-    rejected = vm.quarantined.unionByName(vj.quarantined)
+    rejected = inputs.members.quarantined.unionByName(inputs.jobs.quarantined)
     wh.replace_quarantine(rejected, run_date, "candidates", run_id=run_id)
 
     counts = reconcile(wh, run_date, members, jobs, passed_m, passed_j)
@@ -59,8 +64,8 @@ def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: s
     )
     if status != "ok":
         raise RuntimeError(f"candidates: valid members do not reconcile: {counts}")
-    passed_m.unpersist()
-    passed_j.unpersist()
+    if own:
+        inputs.unpersist()
     return counts
 
 

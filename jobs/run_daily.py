@@ -13,6 +13,7 @@ from jobs.models.roles import teacher_ready
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
+from jobs.warehouse.validation import Inputs
 
 
 def run(
@@ -31,26 +32,14 @@ def run(
     ranked by the prefilter). Every step replaces only this date's rows.
     """
     summary: dict = {"run_id": run_id}
-    summary["candidates"] = candidates.run(spark, settings, run_date, run_id=run_id)
-    summary["sample"] = sample.run(spark, settings, run_date, run_id=run_id)
-    if settings.teacher.backend == "cross_encoder" and not teacher_ready(settings):
-        log("run-daily: no judge yet; fine-tuning the cross_encoder judge on the gold labels")
-        summary["judge"] = judge.train_judge(spark, settings, run_id=run_id)
-    summary["label"] = judge.label(spark, settings, run_date, run_id=run_id)
     wh = Warehouse.of(settings, spark)
-    registry = wh.registry()
-    if retrain or registry.production() is None:
-        summary["calibrate"] = judge.calibrate(spark, settings, run_date, run_id=run_id)
-        trained = student.train(spark, settings, run_id=run_id)
-        summary["eval"] = evaluate.evaluate(
-            spark, settings, run_date, run_id=run_id, student_dir=trained["model_dir"]
-        )
-        try:
-            summary["promote"] = evaluate.promote(spark, settings, run_date, run_id=run_id)
-        except PolicyrankError as refused:
-            log(f"run-daily: {refused}")
-            summary["promote"] = {"refused": str(refused)}
-    summary["score"] = score.run(spark, settings, run_date, run_id=run_id)
+    # One snapshot of the inputs for the whole run, validated once.
+    inputs = Inputs.read(wh, settings.validation).persist()
+    log(f"run-daily: inputs {inputs.describe()} for every step of this run")
+    try:
+        steps(spark, settings, run_date, run_id, retrain, inputs, summary)
+    finally:
+        inputs.unpersist()
     day = wh.day("scores", run_date)
     summary["score_stats"] = (
         day.agg(
@@ -64,6 +53,37 @@ def run(
     if settings.catalog.database:
         summary["catalog"] = catalog.ensure_registered(spark, settings)
     return summary
+
+
+def steps(
+    spark: SparkSession,
+    settings: Settings,
+    run_date: dt.date,
+    run_id: str,
+    retrain: bool,
+    inputs: Inputs,
+    summary: dict,
+) -> None:
+    """The run's steps on one snapshot of the inputs; each adds its counts to ``summary``."""
+    given = {"run_id": run_id, "inputs": inputs}
+    summary["candidates"] = candidates.run(spark, settings, run_date, **given)
+    summary["sample"] = sample.run(spark, settings, run_date, **given)
+    if settings.teacher.backend == "cross_encoder" and not teacher_ready(settings):
+        log("run-daily: no judge yet; fine-tuning the cross_encoder judge on the gold labels")
+        summary["judge"] = judge.train_judge(spark, settings, **given)
+    summary["label"] = judge.label(spark, settings, run_date, **given)
+    if retrain or Warehouse.of(settings).registry().production() is None:
+        summary["calibrate"] = judge.calibrate(spark, settings, run_date, **given)
+        trained = student.train(spark, settings, **given)
+        summary["eval"] = evaluate.evaluate(
+            spark, settings, run_date, student_dir=trained["model_dir"], **given
+        )
+        try:
+            summary["promote"] = evaluate.promote(spark, settings, run_date, run_id=run_id)
+        except PolicyrankError as refused:
+            log(f"run-daily: {refused}")
+            summary["promote"] = {"refused": str(refused)}
+    summary["score"] = score.run(spark, settings, run_date, **given)
 
 
 def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:

@@ -12,14 +12,21 @@ from jobs.config.settings import Settings
 from jobs.pairs.sampling import heldout_members, sample_pairs
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
-from jobs.warehouse.validation import read_validated
+from jobs.warehouse.validation import Inputs, read_validated
 
 
-def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    run_date: dt.date,
+    *,
+    run_id: str,
+    inputs: Inputs | None = None,
+) -> dict:
     hint = "run `policyrank candidates --date D` first"
     wh = Warehouse.of(settings, spark)
     candidates = wh.day("candidates", run_date, hint=hint)
-    members, jobs = read_validated(wh, settings.validation)
+    members, jobs = read_validated(wh, settings.validation, inputs)
     pairs = sample_pairs(
         candidates,
         members,

@@ -21,7 +21,7 @@ from jobs.models.inference import attach_fields, scored_pairs, unscorable
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
-from jobs.warehouse.validation import read_validated
+from jobs.warehouse.validation import Inputs, read_validated
 
 PREFILTER = "prefilter"
 
@@ -55,13 +55,20 @@ def prefilter_scores(
     return scored, unscorable(with_fields)
 
 
-def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
+def run(
+    spark: SparkSession,
+    settings: Settings,
+    run_date: dt.date,
+    *,
+    run_id: str,
+    inputs: Inputs | None = None,
+) -> dict:
     model_dir = resolve_model_dir(settings)
     version = model_version(model_dir) if model_dir else PREFILTER
     hint = "run `policyrank candidates --date D` first"
     wh = Warehouse.of(settings, spark)
     cands = wh.day("candidates", run_date, hint=hint)
-    passed_m, passed_j = read_validated(wh, settings.validation)
+    passed_m, passed_j = read_validated(wh, settings.validation, inputs)
 
     n_candidates = cands.count()
     if n_candidates == 0:

@@ -30,11 +30,13 @@ from jobs.quality.splits import is_heldout
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
-from jobs.warehouse.validation import read_validated
+from jobs.warehouse.validation import Inputs, read_validated
 from udfs.pair_text import render
 
 
-def train(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
+def train(
+    spark: SparkSession, settings: Settings, *, run_id: str, inputs: Inputs | None = None
+) -> dict:
     """Train a student on this teacher's labels; writes it under models/students/<version>."""
     import torch
 
@@ -58,7 +60,7 @@ def train(spark: SparkSession, settings: Settings, *, run_id: str) -> dict:
         .limit(settings.student.max_pairs)
         .orderBy("member_id", "job_id")
     )
-    members, jobs = read_validated(wh, settings.validation)
+    members, jobs = read_validated(wh, settings.validation, inputs)
     m = members.join(rows.select("member_id").distinct(), "member_id").toPandas()
     j = jobs.join(rows.select("job_id").distinct(), "job_id").toPandas()
     rows = rows.toPandas()

@@ -5,8 +5,10 @@ Every input row ends in exactly one of the two outputs, so ``rows in = passed + 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -112,21 +114,62 @@ def check_columns(df: DataFrame, table: Table) -> None:
             )
 
 
-def read_input(wh: Warehouse, table: Table) -> DataFrame:
-    """An input table (``members`` or ``jobs``), held to its contract (:func:`check_columns`)."""
-    df = wh.read(table.name, hint=INPUTS_HINT)
-    check_columns(df, table)
-    return df
+@dataclass(frozen=True)
+class Inputs:
+    """The input tables of one run, each read once at one Delta version and split by the row
+    rules: ``run-daily`` hands one ``Inputs`` to every step, so the whole run sees the same rows
+    (a table updated mid-run cannot mix two snapshots) and validates them once. A step run on its
+    own reads its own."""
+
+    members: Validated
+    jobs: Validated
+    raw_members: DataFrame
+    raw_jobs: DataFrame
+    versions: dict[str, int]
+
+    @classmethod
+    def read(cls, wh: Warehouse, conf: ValidationSettings) -> Inputs:
+        """``members`` and ``jobs`` at their current versions, held to their contract
+        (:func:`check_columns`) and split by :func:`validate_rows`."""
+        raw, versions = {}, {}
+        for table in (MEMBERS, JOBS):
+            raw[table.name], versions[table.name] = wh.read_pinned(table.name, hint=INPUTS_HINT)
+            check_columns(raw[table.name], table)
+        limit = conf.max_text_chars
+        return cls(
+            members=validate_rows(raw["members"], MEMBER_RULES, max_text_chars=limit),
+            jobs=validate_rows(raw["jobs"], JOB_RULES, max_text_chars=limit),
+            raw_members=raw["members"],
+            raw_jobs=raw["jobs"],
+            versions=versions,
+        )
+
+    @property
+    def valid(self) -> tuple[DataFrame, DataFrame]:
+        """The members and jobs that passed the row rules."""
+        return self.members.passed, self.jobs.passed
+
+    def persist(self) -> Inputs:
+        """The same inputs with the passed rows kept (memory, then disk) once first computed:
+        every later step reads them instead of validating again."""
+        keep = StorageLevel.MEMORY_AND_DISK
+        return dataclasses.replace(
+            self,
+            members=dataclasses.replace(self.members, passed=self.members.passed.persist(keep)),
+            jobs=dataclasses.replace(self.jobs, passed=self.jobs.passed.persist(keep)),
+        )
+
+    def unpersist(self) -> None:
+        self.members.passed.unpersist()
+        self.jobs.passed.unpersist()
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} version {v}" for name, v in sorted(self.versions.items()))
 
 
 def read_validated(
-    wh: Warehouse, conf: ValidationSettings
+    wh: Warehouse, conf: ValidationSettings, inputs: Inputs | None = None
 ) -> tuple[DataFrame, DataFrame]:
-    """Members and jobs that pass the row rules; quarantining them is the candidates job's."""
-    limit = conf.max_text_chars
-    members = read_input(wh, MEMBERS)
-    jobs = read_input(wh, JOBS)
-    return (
-        validate_rows(members, MEMBER_RULES, max_text_chars=limit).passed,
-        validate_rows(jobs, JOB_RULES, max_text_chars=limit).passed,
-    )
+    """Members and jobs that pass the row rules: the run's ``inputs`` when given, else read now
+    (quarantining them is the candidates job's)."""
+    return (inputs or Inputs.read(wh, conf)).valid
