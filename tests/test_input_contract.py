@@ -108,3 +108,26 @@ def test_maintain_compacts_and_keeps_the_configured_time_travel(spark, tmp_path,
     assert len(list((root / "members").glob("*.parquet"))) == 1  # old files are gone
     assert spark.read.format("delta").load(path).count() == 4  # and no row is lost
     assert "maintain: members: " in capsys.readouterr().err
+
+
+def test_a_run_reads_its_inputs_at_one_version_while_the_table_moves_on(spark, tmp_path):
+    from jobs.warehouse.tables import Warehouse
+    from jobs.warehouse.validation import Inputs
+
+    root = _warehouse(spark, tmp_path, _frame(spark, JOBS, JOB, {}, {"job_id": "j2"}))
+    settings = load_settings(None, [f"warehouse={root}"])
+    inputs = Inputs.read(Warehouse.of(settings, spark), settings.validation).persist()
+    try:
+        assert inputs.versions == {"members": 0, "jobs": 0}
+        assert inputs.describe() == "jobs version 0, members version 0"
+        # another writer appends while the run is under way: the run keeps its snapshot
+        _frame(spark, JOBS, JOB, {"job_id": "j3"}).write.format("delta").mode("append").save(
+            str(root / "jobs")
+        )
+        members, jobs = inputs.valid
+        assert sorted(r.job_id for r in jobs.collect()) == ["j1", "j2"]
+        assert inputs.raw_jobs.count() == 2 and members.count() == 1
+        again = Inputs.read(Warehouse.of(settings, spark), settings.validation)
+        assert again.versions["jobs"] == 1 and again.valid[1].count() == 3
+    finally:
+        inputs.unpersist()
