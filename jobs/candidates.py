@@ -12,6 +12,7 @@ from jobs.config.settings import Settings
 from jobs.pairs.blocking import candidate_pairs, job_side, member_side
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
+from jobs.warehouse.tally import count_rows
 from jobs.warehouse.validation import Inputs
 
 
@@ -29,26 +30,21 @@ def run(
     own = inputs is None
     if own:
         inputs = Inputs.read(wh, settings.validation).persist()
-    members, jobs = inputs.raw_members, inputs.raw_jobs
     passed_m, passed_j = inputs.valid
 
     rejected = inputs.members.quarantined.unionByName(inputs.jobs.quarantined)
     wh.replace_quarantine(rejected, run_date, "candidates", run_id=run_id)
-
-    counts = reconcile(wh, run_date, members, jobs, passed_m, passed_j)
+    counts = reconcile(inputs)
 
     pairs = candidate_pairs(passed_m, passed_j, settings.candidates).select(
         F.lit(run_date).alias("run_date"), "*", F.lit(run_id).alias("run_id")
     )
     wh.replace_day(pairs, "candidates", run_date, run_id=run_id)
-    written = wh.day("candidates", run_date)
-    counts["candidates"] = written.count()
-    counts["members_with_candidates"] = written.select("member_id").distinct().count()
+    counts.update(candidate_counts(passed_m, passed_j, wh.day("candidates", run_date)))
     log(
         f"candidates: {counts['candidates']:,} pairs for {counts['members_with_candidates']:,} "
         f"members (top_k={settings.candidates.top_k}) -> {wh.path('candidates')}"
     )
-    counts.update(without_candidates(passed_m, passed_j, written))
     missing = counts["members_without_candidates"]
     status = (
         "ok"
@@ -69,41 +65,43 @@ def run(
     return counts
 
 
-def without_candidates(members: DataFrame, jobs: DataFrame, written: DataFrame) -> dict:
-    """Valid rows that got no candidate, by reason: ``no_blocking_key`` (no skill to block on,
-    e.g. skills that are only separators) or ``no_matching_job`` (keys, but no job shares one).
-    Jobs are counted when they have no blocking key, since they can never be a candidate."""
-    lonely = members.join(written.select("member_id").distinct(), "member_id", "left_anti")
-    reason = F.when(F.size("skills") == 0, "no_blocking_key").otherwise("no_matching_job")
-    rows = member_side(lonely).groupBy(reason.alias("reason")).count().collect()
-    no_key_jobs = job_side(jobs).where(F.size("skills") == 0).count()
-    return {
-        "members_without_candidates": {r["reason"]: r["count"] for r in rows},
-        "jobs_no_blocking_key": no_key_jobs,
-    }
-
-
-def reconcile(
-    wh: Warehouse,
-    run_date: dt.date,
-    members: DataFrame,
-    jobs: DataFrame,
-    passed_m: DataFrame,
-    passed_j: DataFrame,
-) -> dict:
-    """Count rows in, passed and quarantined per input table; fail loudly if they disagree."""
-    q = (
-        wh.day("quarantine", run_date)
-        .where(F.col("stage") == "candidates")
-        .groupBy("source_table")
-        .count()
-        .collect()
+def candidate_counts(members: DataFrame, jobs: DataFrame, written: DataFrame) -> dict:
+    """Pairs written, members with candidates, and the valid rows that got none, by reason:
+    ``no_blocking_key`` (no skill to block on, e.g. skills that are only separators) or
+    ``no_matching_job`` (keys, but no job shares one). Jobs are counted when they have no
+    blocking key, since they can never be a candidate. One Spark action."""
+    with_any = written.select("member_id").distinct()
+    lonely = member_side(members.join(with_any, "member_id", "left_anti"))
+    no_key = F.size("skills") == 0
+    reasons = {"no_blocking_key": lonely.where(no_key), "no_matching_job": lonely.where(~no_key)}
+    counts = count_rows(
+        {
+            "candidates": written,
+            "members_with_candidates": with_any,
+            **reasons,
+            "jobs_no_blocking_key": job_side(jobs).where(no_key),
+        }
     )
-    quarantined = {r["source_table"]: r["count"] for r in q}
-    counts = {}
-    for name, raw, passed in (("members", members, passed_m), ("jobs", jobs, passed_j)):
-        n_in, n_ok, n_q = raw.count(), passed.count(), quarantined.get(name, 0)
-        counts.update({f"{name}_in": n_in, f"{name}_passed": n_ok, f"{name}_quarantined": n_q})
+    without = {reason: counts.pop(reason) for reason in reasons}
+    return {**counts, "members_without_candidates": {k: n for k, n in without.items() if n}}
+
+
+def reconcile(inputs: Inputs) -> dict:
+    """Rows in, passed and quarantined per input table (one Spark action); fail loudly if they
+    disagree."""
+    frames = {}
+    for name, raw, checked in (
+        ("members", inputs.raw_members, inputs.members),
+        ("jobs", inputs.raw_jobs, inputs.jobs),
+    ):
+        frames |= {
+            f"{name}_in": raw,
+            f"{name}_passed": checked.passed,
+            f"{name}_quarantined": checked.quarantined,
+        }
+    counts = count_rows(frames)
+    for name in ("members", "jobs"):
+        n_in, n_ok, n_q = (counts[f"{name}_{part}"] for part in ("in", "passed", "quarantined"))
         status = "ok" if n_in == n_ok + n_q else "MISMATCH"
         log(f"candidates: {name}: {n_in:,} in = {n_ok:,} passed + {n_q:,} quarantined [{status}]")
         if n_in != n_ok + n_q:

@@ -33,7 +33,7 @@ from jobs.quality.splits import is_heldout
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
-from jobs.warehouse.validation import Inputs, read_validated
+from jobs.warehouse.validation import Inputs, held_inputs
 from schemas.tables import EVAL_COMPARISONS, EVAL_METRICS, TRUE_GRADES
 from udfs.teacher import TeacherConfig
 
@@ -210,33 +210,33 @@ def evaluate(
     policy = load_policy(settings.teacher.policy_path)
     teacher = teacher_config(settings, policy)
     wh = Warehouse.of(settings, spark)
-    members, jobs = read_validated(wh, settings.validation, inputs)
-    pairs = eval_pairs(wh, settings.eval, run_date).cache()
-    local = pairs.toPandas()
-    if local.empty:
-        raise PolicyrankError(
-            f"no held-out gold members have candidates on {run_date}: check gold_labels "
-            "and eval.heldout_share"
-        )
-    frames = {
-        "student": model_frame(pairs, members, jobs, student, settings),
-        "teacher": graded_frame(pairs, members, jobs, teacher),
-        **baseline_frames(local, settings.eval.seed),
-    }
-    versions = {
-        "student": model_version(student),
-        "teacher": model_version(teacher.model_dir),
-        "prefilter": "prefilter",
-        "random": f"random-{settings.eval.seed}",
-    }
-    production = wh.registry().production()
-    if production and production["model_version"] != versions["student"]:
-        frames["production"] = model_frame(
-            pairs, members, jobs, Path(production["model_dir"]), settings
-        )
-        versions["production"] = production["model_version"]
-    labels = labels_frame(wh, members, pairs)
-    pairs.unpersist()
+    with held_inputs(wh, settings.validation, inputs) as (members, jobs):
+        pairs = eval_pairs(wh, settings.eval, run_date).cache()
+        local = pairs.toPandas()
+        if local.empty:
+            raise PolicyrankError(
+                f"no held-out gold members have candidates on {run_date}: check gold_labels "
+                "and eval.heldout_share"
+            )
+        frames = {
+            "student": model_frame(pairs, members, jobs, student, settings),
+            "teacher": graded_frame(pairs, members, jobs, teacher),
+            **baseline_frames(local, settings.eval.seed),
+        }
+        versions = {
+            "student": model_version(student),
+            "teacher": model_version(teacher.model_dir),
+            "prefilter": "prefilter",
+            "random": f"random-{settings.eval.seed}",
+        }
+        production = wh.registry().production()
+        if production and production["model_version"] != versions["student"]:
+            frames["production"] = model_frame(
+                pairs, members, jobs, Path(production["model_dir"]), settings
+            )
+            versions["production"] = production["model_version"]
+        labels = labels_frame(wh, members, pairs)
+        pairs.unpersist()
     table = metrics_table(frames, labels)
     table["model_version"] = table.model.map(versions)
     table["run_date"], table["run_id"] = run_date, run_id

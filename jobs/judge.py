@@ -24,7 +24,8 @@ from jobs.quality.splits import is_heldout
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
-from jobs.warehouse.validation import Inputs, read_validated
+from jobs.warehouse.tally import count_rows
+from jobs.warehouse.validation import Inputs, held_inputs, read_validated
 from schemas.tables import (
     JUDGE_CALIBRATION,
 )
@@ -150,45 +151,47 @@ def label(
     sampled = wh.day("sampled_pairs", run_date, hint="run `policyrank sample --date D` first")
     labels_of = (teacher_id, policy.version, prompt_hash)
     todo = _without_labels(wh, sampled, labels_of)
-    n_sampled, n_todo = sampled.count(), todo.count()
+    pending = count_rows({"sampled": sampled, "todo": todo})
+    n_sampled, n_todo = pending["sampled"], pending["todo"]
     log(
         f"label: {n_sampled:,} sampled pairs for {run_date}; {n_sampled - n_todo:,} already "
         f"labelled by {teacher_id} under policy {policy.version}, prompt {prompt_hash}; "
         f"labelling {n_todo:,}"
     )
-    members, jobs = read_validated(wh, settings.validation, inputs)
-    labelled, unlabelable = label_pairs(
-        todo.select("member_id", "job_id"),
-        members,
-        jobs,
-        config,
-        task_resources(settings.inference_for("teacher")),
-    )
-    quarantine = wh.replace_quarantine(unlabelable, run_date, "label", run_id=run_id)
-    rows = labelled.join(
-        todo.select("member_id", "job_id", "source", "stratum"), ["member_id", "job_id"]
-    ).select(
-        F.lit(run_date).alias("run_date"),
-        "member_id",
-        "job_id",
-        "source",
-        "stratum",
-        "grade_probs",
-        "expected_grade",
-        "grade",
-        "entropy",
-        F.lit(teacher_id).alias("teacher_model_id"),
-        F.lit(policy.version).alias("policy_version"),
-        F.lit(prompt_hash).alias("prompt_hash"),
-        F.lit(run_id).alias("run_id"),
-    )
-    # The teacher's work is done once, even when the append below is retried.
-    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
-    n_rows = rows.count()
-    _append_labels(wh, rows, labels_of, run_id=run_id)
-    rows.unpersist()
-    new = wh.read("teacher_labels", hint="").where(F.col("run_id") == run_id).count()
-    n_q = quarantine.count()
+    with held_inputs(wh, settings.validation, inputs) as (members, jobs):
+        labelled, unlabelable = label_pairs(
+            todo.select("member_id", "job_id"),
+            members,
+            jobs,
+            config,
+            task_resources(settings.inference_for("teacher")),
+        )
+        quarantine = wh.replace_quarantine(unlabelable, run_date, "label", run_id=run_id)
+        rows = labelled.join(
+            todo.select("member_id", "job_id", "source", "stratum"), ["member_id", "job_id"]
+        ).select(
+            F.lit(run_date).alias("run_date"),
+            "member_id",
+            "job_id",
+            "source",
+            "stratum",
+            "grade_probs",
+            "expected_grade",
+            "grade",
+            "entropy",
+            F.lit(teacher_id).alias("teacher_model_id"),
+            F.lit(policy.version).alias("policy_version"),
+            F.lit(prompt_hash).alias("prompt_hash"),
+            F.lit(run_id).alias("run_id"),
+        )
+        # The teacher's work is done once, even when the append below is retried.
+        rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+        n_rows = rows.count()
+        _append_labels(wh, rows, labels_of, run_id=run_id)
+        rows.unpersist()
+        new_labels = wh.read("teacher_labels", hint="").where(F.col("run_id") == run_id)
+        landed = count_rows({"new": new_labels, "quarantined": quarantine})
+    new, n_q = landed["new"], landed["quarantined"]
     meanwhile = n_rows - new  # labelled by an overlapping run of another date
     status = "ok" if n_todo == n_rows + n_q and meanwhile >= 0 else "MISMATCH"
     log(

@@ -12,7 +12,7 @@ from jobs.config.settings import Settings
 from jobs.pairs.sampling import heldout_members, sample_pairs
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
-from jobs.warehouse.validation import Inputs, read_validated
+from jobs.warehouse.validation import Inputs, held_inputs
 
 
 def run(
@@ -26,16 +26,16 @@ def run(
     hint = "run `policyrank candidates --date D` first"
     wh = Warehouse.of(settings, spark)
     candidates = wh.day("candidates", run_date, hint=hint)
-    members, jobs = read_validated(wh, settings.validation, inputs)
-    pairs = sample_pairs(
-        candidates,
-        members,
-        jobs,
-        settings.sampling,
-        salt=run_date.isoformat(),
-        exclude=heldout_members(members, settings),
-    ).select(F.lit(run_date).alias("run_date"), "*", F.lit(run_id).alias("run_id"))
-    wh.replace_day(pairs, "sampled_pairs", run_date, run_id=run_id)
+    with held_inputs(wh, settings.validation, inputs) as (members, jobs):
+        pairs = sample_pairs(
+            candidates,
+            members,
+            jobs,
+            settings.sampling,
+            salt=run_date.isoformat(),
+            exclude=heldout_members(members, settings),
+        ).select(F.lit(run_date).alias("run_date"), "*", F.lit(run_id).alias("run_id"))
+        wh.replace_day(pairs, "sampled_pairs", run_date, run_id=run_id)
     written = wh.day("sampled_pairs", run_date)
     counts = {r["source"]: r["count"] for r in written.groupBy("source").count().collect()}
     log(

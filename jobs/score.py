@@ -21,7 +21,8 @@ from jobs.models.inference import attach_fields, scored_pairs, unscorable
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
-from jobs.warehouse.validation import Inputs, read_validated
+from jobs.warehouse.tally import count_rows
+from jobs.warehouse.validation import Inputs, held_inputs
 
 PREFILTER = "prefilter"
 
@@ -68,53 +69,52 @@ def run(
     hint = "run `policyrank candidates --date D` first"
     wh = Warehouse.of(settings, spark)
     cands = wh.day("candidates", run_date, hint=hint)
-    passed_m, passed_j = read_validated(wh, settings.validation, inputs)
-
-    n_candidates = cands.count()
-    if n_candidates == 0:
-        raise PolicyrankError(f"no candidates for {run_date}: {hint}")
-    if model_dir:
-        log(f"score: {n_candidates:,} candidate pairs with model {version} ({model_dir})")
-        scored, bad = scored_pairs(cands, passed_m, passed_j, model_dir, settings)
-    else:
+    with held_inputs(wh, settings.validation, inputs) as (passed_m, passed_j):
+        n_candidates = cands.count()
+        if n_candidates == 0:
+            raise PolicyrankError(f"no candidates for {run_date}: {hint}")
+        if model_dir:
+            log(f"score: {n_candidates:,} candidate pairs with model {version} ({model_dir})")
+            scored, bad = scored_pairs(cands, passed_m, passed_j, model_dir, settings)
+        else:
+            log(
+                f"score: no production model yet (nothing has passed the gate): ranking "
+                f"{n_candidates:,} candidate pairs by the prefilter (model_version '{PREFILTER}')"
+            )
+            scored, bad = prefilter_scores(cands, passed_m, passed_j)
+        quarantine = wh.replace_quarantine(bad, run_date, "score", run_id=run_id)
+        # Scores are cached: scoring is the expensive step and both the count and the top-N need it.
+        scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+        tally = count_rows({"scored": scored, "quarantined": quarantine})
+        n_scored, n_quarantined = tally["scored"], tally["quarantined"]
+        status = "ok" if n_candidates == n_scored + n_quarantined else "MISMATCH"
         log(
-            f"score: no production model yet (nothing has passed the gate): ranking "
-            f"{n_candidates:,} candidate pairs by the prefilter (model_version '{PREFILTER}')"
+            f"score: {n_candidates:,} in = {n_scored:,} scored + {n_quarantined:,} quarantined "
+            f"[{status}]"
         )
-        scored, bad = prefilter_scores(cands, passed_m, passed_j)
-    quarantine = wh.replace_quarantine(bad, run_date, "score", run_id=run_id)
-    n_quarantined = quarantine.count()
-    # Scores are cached: scoring is the expensive step and both the count and the top-N need it.
-    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
-    n_scored = scored.count()
-    status = "ok" if n_candidates == n_scored + n_quarantined else "MISMATCH"
-    log(
-        f"score: {n_candidates:,} in = {n_scored:,} scored + {n_quarantined:,} quarantined "
-        f"[{status}]"
-    )
-    if status != "ok":
-        raise RuntimeError(
-            f"score: {n_candidates} candidates but {n_scored} scored + {n_quarantined} quarantined"
+        if status != "ok":
+            raise RuntimeError(
+                f"score: {n_candidates} candidates but {n_scored} scored + "
+                f"{n_quarantined} quarantined"
+            )
+        kept = top_n_per_member(scored, settings.scoring.top_n).select(
+            F.lit(run_date).alias("run_date"),
+            "member_id",
+            "job_id",
+            F.col("score").cast("float").alias("score"),
+            "rank",
+            F.lit(version).alias("model_version"),
+            F.lit(run_id).alias("run_id"),
         )
-    kept = top_n_per_member(scored, settings.scoring.top_n).select(
-        F.lit(run_date).alias("run_date"),
-        "member_id",
-        "job_id",
-        F.col("score").cast("float").alias("score"),
-        "rank",
-        F.lit(version).alias("model_version"),
-        F.lit(run_id).alias("run_id"),
-    )
-    wh.replace_day(kept, "scores", run_date, run_id=run_id)
+        wh.replace_day(kept, "scores", run_date, run_id=run_id)
     written = wh.day("scores", run_date)
     scored.unpersist()
     counts = {
         "candidates_in": n_candidates,
         "scored": n_scored,
         "quarantined": n_quarantined,
-        "scores": written.count(),
+        **count_rows({"scores": written, "members_scored": written.select("member_id").distinct()}),
         "model_version": version,
-        "members_scored": written.select("member_id").distinct().count(),
     }
     log(
         f"score: kept top {settings.scoring.top_n} of {n_candidates:,} scored pairs: "

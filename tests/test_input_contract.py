@@ -5,7 +5,7 @@ import os
 
 from pyspark.sql import functions as F
 
-from jobs.candidates import without_candidates
+from jobs.candidates import candidate_counts
 from jobs.cli import main
 from jobs.config.settings import load_settings
 from jobs.pairs.blocking import candidate_pairs
@@ -81,8 +81,10 @@ def test_valid_members_without_candidates_are_counted_with_a_reason(spark):
     assert passed_m.count() == 3 and passed_j.count() == 2  # all valid rows
     written = candidate_pairs(passed_m, passed_j, load_settings().candidates)
     assert {r.member_id for r in written.collect()} == {"m1"}
-    counts = without_candidates(passed_m, passed_j, written)
+    counts = candidate_counts(passed_m, passed_j, written)
     assert counts == {
+        "candidates": written.count(),
+        "members_with_candidates": 1,
         "members_without_candidates": {"no_blocking_key": 1, "no_matching_job": 1},
         "jobs_no_blocking_key": 1,
     }

@@ -64,3 +64,15 @@ def test_record_keeps_the_raw_row_cut_to_2000_chars(spark):
     df = _rows(spark, {"member_id": "m9", "summary": "y" * 30000})
     record = validate_rows(df, MEMBER_RULES, max_text_chars=20000).quarantined.first().record
     assert len(record) == 2000 and record.startswith('{"member_id":"m9"')
+
+
+def test_count_rows_counts_each_frame_and_zero_for_an_empty_one(spark):
+    from jobs.warehouse.tally import count_rows
+
+    rows = _rows(spark, {}, {"member_id": "m2"}, {"member_id": None})
+    checked = validate_rows(rows, MEMBER_RULES, max_text_chars=100)
+    counts = count_rows(
+        {"in": rows, "passed": checked.passed, "quarantined": checked.quarantined,
+         "none": rows.where(F.lit(False)), "twice": rows.unionByName(rows)}
+    )  # fmt: skip
+    assert counts == {"in": 3, "passed": 2, "quarantined": 1, "none": 0, "twice": 6}

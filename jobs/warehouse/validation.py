@@ -6,6 +6,8 @@ Every input row ends in exactly one of the two outputs, so ``rows in = passed + 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
@@ -173,3 +175,20 @@ def read_validated(
     """Members and jobs that pass the row rules: the run's ``inputs`` when given, else read now
     (quarantining them is the candidates job's)."""
     return (inputs or Inputs.read(wh, conf)).valid
+
+
+@contextmanager
+def held_inputs(
+    wh: Warehouse, conf: ValidationSettings, inputs: Inputs | None = None
+) -> Iterator[tuple[DataFrame, DataFrame]]:
+    """Members and jobs that pass the row rules, for a step that joins them several times: the
+    run's ``inputs`` when given, else read now and kept (memory, then disk) until the step is
+    done, so a step run on its own validates them once, not once per join."""
+    if inputs is not None:
+        yield inputs.valid
+        return
+    own = Inputs.read(wh, conf).persist()
+    try:
+        yield own.valid
+    finally:
+        own.unpersist()
