@@ -11,6 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from jobs.config.settings import Settings, WorldSettings
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
+from jobs.warehouse.tally import count_rows
 from schemas.tables import JOBS, MEMBERS, TRUTH
 from sim import world
 
@@ -72,10 +73,10 @@ def run(spark: SparkSession, settings: Settings, *, run_id: str) -> dict[str, in
         f"bad-row share {conf.bad_row_share}"
     )
     frames = generate_world(spark, conf)
-    counts = {}
     wh = Warehouse.of(settings, spark)
     for name in ("members", "jobs", "truth"):
         wh.overwrite(frames[name], name, run_id=run_id)
-        counts[name] = wh.read(name, hint="").count()
-        log(f"generate: wrote {counts[name]:,} rows to {wh.path(name)}")
+    counts = count_rows({name: wh.read(name, hint="") for name in frames})
+    for name, rows in counts.items():
+        log(f"generate: wrote {rows:,} rows to {wh.path(name)}")
     return counts

@@ -26,7 +26,7 @@ from jobs.pairs.sampling import member_segments, pair_hash, sample_pairs, with_p
 from jobs.quality.splits import is_heldout
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
-from jobs.warehouse.validation import INPUTS_HINT, read_validated
+from jobs.warehouse.validation import INPUTS_HINT, Inputs
 from schemas.tables import GOLD_LABELS, TRUE_GRADES
 from sim import raters, world
 
@@ -116,8 +116,12 @@ def sampled_with_text(members: DataFrame, jobs: DataFrame, settings: Settings) -
 def run(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
     policy = load_policy(settings.teacher.policy_path)
     wh = Warehouse.of(settings, spark)
-    members, jobs = read_validated(wh, settings.validation)
-    pairs = sampled_with_text(members, jobs, settings)
+    # Kept once validated: the gold sample reads members and jobs many times.
+    inputs = Inputs.read(wh, settings.validation).persist()
+    try:
+        pairs = sampled_with_text(*inputs.valid, settings)
+    finally:
+        inputs.unpersist()
     ids = pd.concat([pairs.member_id, pairs.job_id]).unique().tolist()
     truth = wh.read("truth", hint=INPUTS_HINT).where(F.col("entity_id").isin(ids)).toPandas()
     labels = gold_labels(pairs, truth, settings.gold)

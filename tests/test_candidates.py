@@ -8,21 +8,22 @@ from jobs.config.settings import load_settings
 from jobs.pairs.blocking import candidate_pairs
 from jobs.warehouse.validation import JOB_RULES, MEMBER_RULES, validate_rows
 from sim import world
-from sim.generate import generate_world
 
 DEFAULTS = load_settings()
-WORLD = dataclasses.replace(
-    DEFAULTS.world, seed=11, members=600, jobs=300, bad_row_share=0.02, partitions=2
-)
 
 
 @pytest.fixture(scope="module")
-def blocked(spark):
-    frames = generate_world(spark, WORLD)
-    members = validate_rows(frames["members"], MEMBER_RULES, max_text_chars=20000).passed.cache()
-    jobs = validate_rows(frames["jobs"], JOB_RULES, max_text_chars=20000).passed.cache()
+def blocked(spark, cookbook):
+    """The join over the cookbook's world (tests/conftest.py: 400 members x 150 jobs, 5% bad
+    rows), on the rows that pass validation, top 20 per member."""
+
+    def read(name):
+        return spark.read.format("delta").load(str(cookbook / name))
+
+    members = validate_rows(read("members"), MEMBER_RULES, max_text_chars=20000).passed.cache()
+    jobs = validate_rows(read("jobs"), JOB_RULES, max_text_chars=20000).passed.cache()
     pairs = candidate_pairs(members, jobs, dataclasses.replace(DEFAULTS.candidates, top_k=20))
-    return members, jobs, pairs, frames["truth"].toPandas()
+    return members, jobs, pairs, read("truth").toPandas()
 
 
 def test_plan_has_no_cross_product(blocked):
