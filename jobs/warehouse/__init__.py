@@ -1,0 +1,1 @@
+"""The Delta warehouse: every table read and write, and the input contract."""
