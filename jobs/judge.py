@@ -187,7 +187,8 @@ def label(
         # The teacher's work is done once, even when the append below is retried.
         rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
         n_rows = rows.count()
-        _append_labels(wh, rows, labels_of, run_id=run_id)
+        if n_rows or not wh.exists("teacher_labels"):  # no empty commit when nothing is new
+            _append_labels(wh, rows, labels_of, run_id=run_id)
         rows.unpersist()
         new_labels = wh.read("teacher_labels", hint="").where(F.col("run_id") == run_id)
         landed = count_rows({"new": new_labels, "quarantined": quarantine})

@@ -192,9 +192,7 @@ class Warehouse:
             "*",
             F.lit(run_id).alias("run_id"),
         )
-        self.replace_day(
-            out, QUARANTINE.name, run_date, run_id=run_id, where=f"stage = '{stage}'"
-        )
+        self.replace_day(out, QUARANTINE.name, run_date, run_id=run_id, where=f"stage = '{stage}'")
         return out
 
     @property

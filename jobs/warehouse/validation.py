@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from jobs.runtime.errors import PolicyrankError
 from jobs.config.settings import ValidationSettings
+from jobs.runtime.errors import PolicyrankError
 from jobs.warehouse.tables import Warehouse
 from schemas.tables import JOBS, MEMBERS, Table
 from schemas.vocab import SENIORITY_LEVELS, WORKPLACE_TYPES
