@@ -44,6 +44,9 @@ def build_spark(conf: SparkSettings) -> SparkSession:
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(conf.arrow_batch_rows))
         # Keep Python workers (and the model each one caches) alive between tasks.
         .config("spark.python.worker.reuse", "true")
+        # Fork workers from a daemon that has imported torch and transformers already: a fresh
+        # worker (the first, or one after a minute idle) then starts in a fraction of a second.
+        .config("spark.python.daemon.module", "udfs.worker_daemon")
         .config("spark.ui.showConsoleProgress", "false")
     )
     if not _under_spark_submit():

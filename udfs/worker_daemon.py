@@ -1,0 +1,55 @@
+"""A PySpark worker daemon that imports the model stack once, before it forks workers.
+
+Spark runs one daemon per executor (``python -m pyspark.daemon``) and forks a Python worker from
+it for each task slot. A worker idle for a minute is stopped (Spark's ``PythonWorkerFactory``,
+not configurable), and the next task forks a new one. Each fresh worker then imports torch and
+transformers on its first model UDF: about 10 s of CPU per worker on the development machine
+(``bench/worker_start.py``). With ``spark.python.daemon.module=udfs.worker_daemon`` (the
+default :func:`jobs.runtime.spark_session.build_spark` sets) the daemon imports them once and
+every forked worker starts with them in memory, shared copy-on-write.
+
+Importing torch does not initialise CUDA, so forked workers still pick their own GPU. A preload
+that fails is reported on stderr and the daemon carries on as Spark's own: workers import what
+they need themselves, as before.
+
+Example::
+
+    spark-submit --conf spark.python.daemon.module=udfs.worker_daemon jobs/cli.py score ...
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# What every model UDF imports: torch, transformers' Auto* classes (the bulk of transformers'
+# import time) and policyrank's model cores.
+PRELOAD = ("torch", "transformers", "udfs.cross_encoder", "udfs.field_student", "udfs.teacher")
+AUTO_CLASSES = ("AutoConfig", "AutoTokenizer", "AutoModel", "AutoModelForSequenceClassification")
+
+
+def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
+    """Import ``modules`` (and resolve transformers' Auto* classes); return the ones that failed,
+    each as ``"name: error"``."""
+    failed = []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+            if name == "transformers":
+                for auto in AUTO_CLASSES:
+                    getattr(module, auto)
+        except Exception as err:  # a broken optional import must not stop the daemon
+            failed.append(f"{name}: {type(err).__name__}: {err}")
+    return failed
+
+
+def main() -> None:
+    for failure in preload():
+        print(f"[policyrank worker_daemon] preload skipped {failure}", file=sys.stderr)
+    from pyspark import daemon
+
+    daemon.manager()
+
+
+if __name__ == "__main__":
+    main()
