@@ -176,9 +176,9 @@ def machine(device: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)  # before torch: `--help` stays instant
     import torch
 
-    args = parse_args(argv)
     placement = (
         Placement("cuda:0", "bfloat16") if args.device == "cuda" else Placement("cpu", "float32")
     )

@@ -35,7 +35,6 @@ import pandas as pd
 
 from jobs.config.settings import Settings, load_settings
 from jobs.models.cards import check_model_dir, prepare_default_student
-from jobs.models.inference import scorer_config
 from schemas.tables import JOBS, MEMBERS
 from sim.world import CHUNK, job_latents, member_latents, render_jobs, render_members
 from udfs.cross_encoder import ScorerConfig, plan_batches, scores_from_logits
@@ -382,6 +381,8 @@ def agreement(results: list[Result]) -> tuple[list[str], float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from jobs.models.inference import scorer_config  # imports torch: after `--help`
+
     settings = load_settings(args.config, args.set)
     # The default student goes to a folder of the bench's own: jobs and tests may rewrite the
     # warehouse (models included) while a long run is going.

@@ -139,9 +139,9 @@ def timed(fn, *args, **kwargs):
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)  # before torch: `--help` stays instant
     import torch
 
-    args = parse_args(argv)
     if not args.policy_file.is_file():
         print(
             f"policy file {args.policy_file} not found: write conf/policy/job_match.md or pass "

@@ -33,6 +33,7 @@ from pyspark.sql import functions as F  # noqa: E402
 from pyspark.sql import types as T  # noqa: E402
 
 from tests.tiny_models import build_tiny_cross_encoder  # noqa: E402
+from udfs import worker_daemon  # noqa: E402
 from udfs.cross_encoder import CrossEncoderScorer, ScorerConfig, scorer_for  # noqa: E402
 from udfs.devices import Placement, task_gpu_addresses  # noqa: E402
 from udfs.score_udf import TaskResources, score_pairs_udf, with_task_resources  # noqa: E402
@@ -79,6 +80,8 @@ def build_spark(args: argparse.Namespace) -> SparkSession:
         .config("spark.executor.extraJavaOptions", "-XX:TieredStopAtLevel=1")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.python.worker.reuse", "true")
+        # As the jobs' sessions: workers fork from a daemon with torch already imported.
+        .config("spark.python.daemon.module", worker_daemon.__name__)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         # Several Arrow batches per task exercise the UDF's iterator and its order keeping.
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", "2")

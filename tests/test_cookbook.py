@@ -101,6 +101,7 @@ def test_a_warehouse_without_the_simulator_evaluates_and_promotes(
         "teacher.backend=cross_encoder",
         f"teacher.fine_tune.base_model_dir={tiny_grade_model}",
         "teacher.fine_tune.epochs=1",
+        "teacher.inference.max_length=64",  # its tiny vocabulary fills any length: keep it short
         # the wiring, not the quality (test_gate.py has the numbers): a tiny random encoder
         f"student.base_model_dir={tiny_encoder}",
         "student.fields.epochs=3",

@@ -17,6 +17,7 @@ from pyspark.sql import SparkSession
 
 from jobs.config.settings import SparkSettings
 from jobs.runtime.errors import PolicyrankError
+from udfs import worker_daemon
 
 # Delta's SQL extension and catalog: for the jobs' sessions and spark-sql's properties file.
 DELTA_SQL_CONF = {
@@ -46,7 +47,7 @@ def build_spark(conf: SparkSettings) -> SparkSession:
         .config("spark.python.worker.reuse", "true")
         # Fork workers from a daemon that has imported torch and transformers already: a fresh
         # worker (the first, or one after a minute idle) then starts in a fraction of a second.
-        .config("spark.python.daemon.module", "udfs.worker_daemon")
+        .config("spark.python.daemon.module", worker_daemon.__name__)
         .config("spark.ui.showConsoleProgress", "false")
     )
     if not _under_spark_submit():
