@@ -3,7 +3,7 @@
 Spark runs one daemon per executor (``python -m pyspark.daemon``) and forks a Python worker from
 it for each task slot. A worker idle for a minute is stopped (Spark's ``PythonWorkerFactory``,
 not configurable), and the next task forks a new one. Each fresh worker then imports torch and
-transformers on its first model UDF: about 10 s of CPU per worker on the development machine
+transformers on its first model UDF: about 12 s of CPU per worker on the development machine
 (``bench/worker_start.py``). With ``spark.python.daemon.module=udfs.worker_daemon`` (the
 default :func:`jobs.runtime.spark_session.build_spark` sets) the daemon imports them once and
 every forked worker starts with them in memory, shared copy-on-write.
