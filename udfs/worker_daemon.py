@@ -10,7 +10,8 @@ every forked worker starts with them in memory, shared copy-on-write.
 
 Importing torch does not initialise CUDA, so forked workers still pick their own GPU. A preload
 that fails is reported on stderr and the daemon carries on as Spark's own: workers import what
-they need themselves, as before.
+they need themselves, as before. Anything an import prints goes to stderr too: the JVM reads the
+daemon's port from its stdout.
 
 Example::
 
@@ -19,8 +20,11 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import sys
+from collections.abc import Iterator
 
 # What every model UDF imports: torch, transformers' Auto* classes (the bulk of transformers'
 # import time) and policyrank's model cores.
@@ -43,8 +47,25 @@ def preload(modules: tuple[str, ...] = PRELOAD) -> list[str]:
     return failed
 
 
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Send what is printed to stdout (by Python or by a library's C code) to stderr."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def main() -> None:
-    for failure in preload():
+    with stdout_to_stderr():
+        failed = preload()
+    for failure in failed:
         print(f"[policyrank worker_daemon] preload skipped {failure}", file=sys.stderr)
     from pyspark import daemon
 
