@@ -31,7 +31,7 @@ def test_python_workers_start_with_torch_already_imported(spark):
     assert spark.conf.get("spark.python.daemon.module") == "udfs.worker_daemon"
 
     @F.udf(T.StringType())
-    def parent_and_torch(_: int) -> str:  # imports nothing itself
+    def parent_and_torch(_):  # imports nothing itself (no hints: a plain UDF, not a pandas one)
         parent = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().replace(b"\0", b" ")
         return f"{parent.decode()}|{'torch' in sys.modules}|{'transformers' in sys.modules}"
 
