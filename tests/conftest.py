@@ -38,7 +38,13 @@ def spark():
             arrow_batch_rows=512,
             # (C1-only JIT helps the short-lived JVMs the tests spawn, but made this long-lived
             # session slower overall: docs/benchmarks.md.)
-            extra={"spark.databricks.delta.snapshotPartitions": 2},
+            extra={
+                "spark.databricks.delta.snapshotPartitions": 2,
+                # The suite runs the same steps' queries again and again in this one session:
+                # keep their generated classes (Spark caches 100) so neither Janino nor the JIT
+                # compiles them twice (3,818 compilations down to 1,217: docs/benchmarks.md).
+                "spark.sql.codegen.cache.maxEntries": 2000,
+            },
         )
     )
     yield session

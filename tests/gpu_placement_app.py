@@ -28,9 +28,8 @@ if str(REPO) not in sys.path:  # `tests` is not an installed package; `udfs` and
     sys.path.insert(0, str(REPO))
 
 from pyspark import TaskContext  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import Column, DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
-from pyspark.sql import types as T  # noqa: E402
 
 from tests.tiny_models import build_tiny_cross_encoder  # noqa: E402
 from udfs import worker_daemon  # noqa: E402
@@ -101,6 +100,22 @@ def make_pairs(partitions: int, rows_per_partition: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["id", "headline", "title"])
 
 
+def pairs_frame(spark: SparkSession, rows: int, partitions: int) -> DataFrame:
+    """:func:`make_pairs` built in the JVM: ``range`` gives exactly ``partitions`` tasks with no
+    shuffle, and no Python worker (an RDD of Python rows would start a second worker daemon, as
+    Python RDDs and SQL UDFs do not share one)."""
+
+    def pick(options: list[str], index: Column) -> Column:
+        return F.element_at(F.array(*map(F.lit, options)), (index % len(options) + 1).cast("int"))
+
+    i = F.col("id")
+    return spark.range(0, rows, 1, numPartitions=partitions).select(
+        i,
+        F.concat_ws(" ", pick(HEADLINES, i), i.cast("string")).alias("headline"),
+        F.concat_ws(" ", pick(TITLES, F.floor(i / 3)), (i % 7).cast("string")).alias("title"),
+    )
+
+
 def scored_with_probe(
     spark: SparkSession,
     pairs: pd.DataFrame,
@@ -109,19 +124,8 @@ def scored_with_probe(
     sleep_s: float,
     resources: TaskResources | None = None,
 ) -> DataFrame:
-    schema = T.StructType(
-        [
-            T.StructField("id", T.LongType()),
-            T.StructField("headline", T.StringType()),
-            T.StructField("title", T.StringType()),
-        ]
-    )
-    # parallelize, not repartition: no shuffle, so the scoring stage has exactly `partitions` tasks.
-    rdd = spark.sparkContext.parallelize(
-        [tuple(r) for r in pairs.itertuples(index=False)], numSlices=partitions
-    )
     score = score_pairs_udf(config)
-    scored = spark.createDataFrame(rdd, schema).select(
+    scored = pairs_frame(spark, len(pairs), partitions).select(
         "id", score(F.struct("headline"), F.struct("title")).alias("score")
     )
     scored = with_task_resources(scored, resources)
