@@ -103,7 +103,8 @@ def make_pairs(partitions: int, rows_per_partition: int) -> pd.DataFrame:
 def pairs_frame(spark: SparkSession, rows: int, partitions: int) -> DataFrame:
     """:func:`make_pairs` built in the JVM: ``range`` gives exactly ``partitions`` tasks with no
     shuffle, and no Python worker (an RDD of Python rows would start a second worker daemon, as
-    Python RDDs and SQL UDFs do not share one)."""
+    Python RDDs and SQL UDFs do not share one). The two must agree: the scores test compares the
+    UDF's score of each row with the core's score of ``make_pairs``' row."""
 
     def pick(options: list[str], index: Column) -> Column:
         return F.element_at(F.array(*map(F.lit, options)), (index % len(options) + 1).cast("int"))
