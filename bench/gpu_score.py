@@ -44,7 +44,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.world import CHUNK, job_latents, member_latents, render_jobs, render_members  # noqa: E402
+from sim.render import render_jobs, render_members  # noqa: E402
+from sim.world import CHUNK, job_latents, member_latents  # noqa: E402
 from udfs.cross_encoder import CrossEncoderScorer, plan_batches  # noqa: E402
 from udfs.devices import Placement  # noqa: E402
 from udfs.overlap import map_ahead  # noqa: E402

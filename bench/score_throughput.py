@@ -36,7 +36,8 @@ import pandas as pd
 from jobs.config.settings import Settings, load_settings
 from jobs.models.cards import check_model_dir, prepare_default_student
 from schemas.tables import JOBS, MEMBERS
-from sim.world import CHUNK, job_latents, member_latents, render_jobs, render_members
+from sim.render import render_jobs, render_members
+from sim.world import CHUNK, job_latents, member_latents
 from udfs.cross_encoder import ScorerConfig, plan_batches, scores_from_logits
 from udfs.pair_text import render, template_fields
 

@@ -30,7 +30,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jobs.config.settings import load_settings  # noqa: E402
-from sim.world import CHUNK, job_latents, member_latents, render_jobs, render_members  # noqa: E402
+from sim.render import render_jobs, render_members  # noqa: E402
+from sim.world import CHUNK, job_latents, member_latents  # noqa: E402
 from udfs.pair_text import render  # noqa: E402
 
 

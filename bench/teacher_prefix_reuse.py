@@ -48,7 +48,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests/tiny_causal_lm.py is not part of the installed package
 
-from sim.world import CHUNK, job_latents, member_latents, render_jobs, render_members  # noqa: E402
+from sim.render import render_jobs, render_members  # noqa: E402
+from sim.world import CHUNK, job_latents, member_latents  # noqa: E402
 from tests.tiny_causal_lm import build_tiny_causal_lm  # noqa: E402
 from udfs.devices import Placement  # noqa: E402
 from udfs.llm_judge import LLMJudge  # noqa: E402

@@ -72,7 +72,7 @@ def candidate_counts(members: DataFrame, jobs: DataFrame, written: DataFrame) ->
     blocking key, since they can never be a candidate. One Spark action."""
     with_any = written.select("member_id").distinct()
     lonely = member_side(members.join(with_any, "member_id", "left_anti"))
-    no_key = F.size("skills") == 0
+    no_key = F.size("keys") == 0
     reasons = {"no_blocking_key": lonely.where(no_key), "no_matching_job": lonely.where(~no_key)}
     counts = count_rows(
         {

@@ -1,8 +1,9 @@
 """`policyrank evaluate` and `policyrank promote`.
 
-Evaluate: the student, the teacher, the production model and two baselines that cost nothing --
-the candidate ``prefilter`` ordering the student re-ranks and a ``random`` ordering -- rank the
-candidate lists of held-out members (:mod:`jobs.quality.splits`: never sampled or trained on), and
+Evaluate: the student, the teacher, the production model and three baselines -- the ``rules``
+baseline (the policy as rules over the declared fields, :mod:`udfs.policy_rules`), the candidate
+``prefilter`` ordering the student re-ranks and a ``random`` ordering -- rank the candidate lists
+of held-out members (:mod:`jobs.quality.splits`: never sampled or trained on), and
 are scored against the held-out **gold** grades. When the simulator's ``true_grades`` table
 exists, the same figures are reported against the hidden truth as well. The student is compared
 with each baseline by a paired member bootstrap (``eval_comparisons``).
@@ -35,11 +36,12 @@ from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
 from jobs.warehouse.validation import Inputs, held_inputs
 from schemas.tables import EVAL_COMPARISONS, EVAL_METRICS, TRUE_GRADES
+from udfs import policy_rules
 from udfs.teacher import TeacherConfig
 
 K = 10  # eval_metrics' columns are @10
 NDCG = f"ndcg_at_{K}"
-BASELINES = ("prefilter", "random", "production", "teacher")
+BASELINES = ("rules", "prefilter", "random", "production", "teacher")
 
 
 def eval_pairs(wh: Warehouse, conf: EvalSettings, run_date: dt.date) -> DataFrame:
@@ -72,6 +74,19 @@ def graded_frame(
     ).toPandas()
     out["grade_probs"] = out.grade_probs.map(np.asarray)
     return out
+
+
+def rules_config(settings: Settings) -> TeacherConfig:
+    """The rules baseline as a grade model: it reads the declared fields only."""
+    s = settings.scoring
+    return TeacherConfig(
+        "rules",
+        "",
+        s.member_template,
+        s.job_template,
+        member_fields=policy_rules.MEMBER_FIELDS,
+        job_fields=policy_rules.JOB_FIELDS,
+    )
 
 
 def model_frame(
@@ -221,11 +236,13 @@ def evaluate(
         frames = {
             "student": model_frame(pairs, members, jobs, student, settings),
             "teacher": graded_frame(pairs, members, jobs, teacher),
+            "rules": graded_frame(pairs, members, jobs, rules_config(settings)),
             **baseline_frames(local, settings.eval.seed),
         }
         versions = {
             "student": model_version(student),
             "teacher": model_version(teacher.model_dir),
+            "rules": policy_rules.VERSION,
             "prefilter": "prefilter",
             "random": f"random-{settings.eval.seed}",
         }
@@ -263,7 +280,7 @@ def evaluate(
 def format_eval(table: pd.DataFrame, compared: pd.DataFrame, k: int = K) -> str:
     """The overall metrics per label source and the student's comparisons, as text tables."""
     cols = [f"ndcg_at_{k}", f"poor_match_rate_at_{k}", "auc_grade_ge_3", "weighted_kappa"]
-    order = ["student", "teacher", "production", "prefilter", "random"]
+    order = ["student", "teacher", "production", "rules", "prefilter", "random"]
     lines = []
     overall = table[table.slice == metrics.OVERALL]
     for source, part in overall.groupby("label_source", sort=False):
@@ -302,6 +319,17 @@ def gate_checks(
         return hit.iloc[0] if len(hit) else None
 
     checks = []
+    rules = comparison("rules")
+    if rules is None:
+        raise PolicyrankError("eval_comparisons has no gold comparison with the rules baseline")
+    checks.append(
+        {
+            "check": "beats the rules baseline (gold NDCG@10 gain, lower 95% bound)",
+            "value": float(rules.ci_low),
+            "threshold": f"> {conf.min_gain_over_rules}",
+            "passed": bool(rules.ci_low > conf.min_gain_over_rules),
+        }
+    )
     pre = comparison("prefilter")
     if pre is None:
         raise PolicyrankError("eval_comparisons has no gold comparison with the prefilter")

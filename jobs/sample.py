@@ -9,7 +9,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.config.settings import Settings
-from jobs.pairs.sampling import heldout_members, sample_pairs
+from jobs.pairs.sampling import sample_pairs, untrained_members
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
 from jobs.warehouse.validation import Inputs, held_inputs
@@ -33,7 +33,7 @@ def run(
             jobs,
             settings.sampling,
             salt=run_date.isoformat(),
-            exclude=heldout_members(members, settings),
+            exclude=untrained_members(members, settings),
         ).select(F.lit(run_date).alias("run_date"), "*", F.lit(run_id).alias("run_id"))
         wh.replace_day(pairs, "sampled_pairs", run_date, run_id=run_id)
     written = wh.day("sampled_pairs", run_date)

@@ -26,12 +26,40 @@ from jobs.config.policy import load_policy
 from jobs.config.settings import Settings
 from jobs.models.cards import ModelCard, content_hash, model_version
 from jobs.models.roles import STUDENTS, code_version, field_config, shipped_minilm, teacher_config
-from jobs.quality.splits import is_heldout
+from jobs.quality import metrics
+from jobs.quality.splits import is_training, is_validation
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
 from jobs.warehouse.validation import Inputs, read_validated
 from udfs.pair_text import render
+
+
+def validation_lists(wh: Warehouse, settings: Settings, members, jobs):
+    """The validation members' gold pairs and NDCG@10 against their gold grades, for choosing
+    the student's epoch (:class:`udfs.field_student.Validation`); None without any."""
+    from udfs.field_student import Validation
+
+    if not wh.exists("gold_labels"):
+        return None
+    gold = (
+        wh.read("gold_labels", hint="")
+        .where(is_validation(settings.eval))
+        .select("member_id", "job_id", "gold_grade")
+    )
+    m = members.join(gold.select("member_id").distinct(), "member_id").toPandas()
+    j = jobs.join(gold.select("job_id").distinct(), "job_id").toPandas()
+    pairs = gold.orderBy("member_id", "job_id").toPandas()
+    pairs = pairs[pairs.member_id.isin(m.member_id) & pairs.job_id.isin(j.job_id)]
+    if pairs.empty:
+        return None
+    pairs = pairs.reset_index(drop=True)
+    m, j = m.set_index("member_id"), j.set_index("job_id")
+
+    def ndcg(scores: np.ndarray) -> float:
+        return metrics.ndcg_at_k(pairs.assign(score=scores), 10, "gold_grade")
+
+    return Validation(m.loc[pairs.member_id].reset_index(), j.loc[pairs.job_id].reset_index(), ndcg)
 
 
 def train(
@@ -52,7 +80,7 @@ def train(
         (F.col("teacher_model_id") == teacher_id)
         & (F.col("policy_version") == policy.version)
         & (F.col("prompt_hash") == teacher.prompt_hash)
-        & ~is_heldout(settings.eval)  # evaluation members never reach training
+        & is_training(settings.eval)  # held-out and validation members never reach training
     )
     rows = (
         labels.select("run_date", "member_id", "job_id", "grade_probs")
@@ -85,6 +113,7 @@ def train(
         config = field_config(settings)
         hyper = st.fields
         student = FieldStudent.from_base(base, config, seed=hyper.seed, device=device)
+        validation = validation_lists(wh, settings, members, jobs)
         history = train_field_student(
             student,
             m.loc[rows.member_id].reset_index(),
@@ -92,7 +121,15 @@ def train(
             rows.member_id.tolist(),
             probs,
             hyper,
+            validation=validation,
         )
+        if validation is not None:
+            chosen = next(k for k, h in enumerate(history, 1) if h.get("selected"))
+            log(
+                f"train: epoch {chosen} of {len(history)} kept: NDCG@10 "
+                f"{history[chosen - 1]['validation']:.3f} on the gold of "
+                f"{validation.members.member_id.nunique():,} validation members"
+            )
         student.save(staging)
         hyper_parameters = {"architecture": st.architecture, **vars(hyper), **config.to_dict()}
         prefix = "student-fields"

@@ -99,22 +99,36 @@ JOBS = Table(
 
 TRUTH = Table(
     "truth",
-    "SIMULATOR ONLY: the hidden attributes that members and jobs were rendered from. "
-    "Production code never reads it; `sim.world.true_grade` turns it into the true 0-4 grade.",
+    "SIMULATOR ONLY: the facts members and jobs were rendered from (what a careful reader of the "
+    "text credits) and how the text presents them (docs/world.md). Production code never reads "
+    "it; `sim.world.true_grade` turns the facts into the true 0-4 grade.",
     (
         Column("entity", _S, False, "'member' or 'job'."),
         Column("entity_id", _S, False, "member_id or job_id."),
-        Column("occupation", _S, False, "Latent occupation."),
+        Column("occupation", _S, False, "Occupation."),
         Column("family", _S, False, "Occupation family (adjacent occupations share one)."),
-        Column("seniority_level", _I, False, "0 (entry) .. 4 (principal)."),
-        Column("region", _S, False, "Latent metro region."),
+        Column("seniority_level", _I, False, "0 (entry) .. 4 (principal): the real level."),
+        Column("region", _S, False, "Current city (member) or office city (job)."),
         Column("country", _S, False, "ISO country code of the region."),
         Column(
             "workplace", _S, False, f"Remote preference (member) or type (job): {WORKPLACE_TYPES}."
         ),
-        Column("skills", _STRINGS, False, "Latent skill set (member: has; job: requires)."),
+        Column("skills", _STRINGS, False, "Skills, canonical names (member: has; job: requires)."),
         Column("work_authorization", _STRINGS, False, "Member: countries authorised; job: empty."),
         Column("visa_sponsorship", _B, False, "Job: sponsors visas; member: false."),
+        Column("relocation_region", _S, False, "Member: a city they would move to, or ''."),
+        Column("years", _I, False, "Years of experience (member) or required (job)."),
+        Column("years_stated", _B, False, "Whether the text states the years."),
+        Column("title", _S, False, "The title as written, without its level word."),
+        Column("title_level", _I, False, "The level the title's prefix names (inflated if above)."),
+        Column("declared_level", _I, False, "The level the seniority field says (stale if below)."),
+        Column("declared_region", _S, False, "The city the location field says (stale if moved)."),
+        Column("declared_workplace", _S, False, "What the remote-preference/workplace field says."),
+        Column("declared_sponsorship", _B, True, "Job: the sponsorship field (null: left empty)."),
+        Column("skill_forms", _STRINGS, False, "Surface form of each skill, aligned with skills."),
+        Column("skills_in_prose", _STRINGS, False, "Skills named only in the summary."),
+        Column("padding_skills", _STRINGS, False, "Listed skills the member lacks (stuffing)."),
+        Column("auth_in_prose", _STRINGS, False, "Authorizations stated only in the summary."),
     ),
 )
 
@@ -309,7 +323,8 @@ EVAL_METRICS = Table(
             "model",
             _S,
             False,
-            "'student', 'teacher', 'production', 'prefilter' (the candidate ordering) or 'random'.",
+            "'student', 'teacher', 'production', 'rules' (the policy as rules over declared "
+            "fields), 'prefilter' (the candidate ordering) or 'random'.",
         ),
         Column("model_version", _S, False, "Content-derived version of the model."),
         Column("label_source", _S, False, "'gold' (held-out gold grades) or 'truth' (simulator)."),
@@ -345,7 +360,7 @@ EVAL_COMPARISONS = Table(
     (
         Column("run_date", _DATE, False, "Date of the evaluation run."),
         Column("model_version", _S, False, "The evaluated student."),
-        Column("baseline", _S, False, "'prefilter', 'random', 'production' or 'teacher'."),
+        Column("baseline", _S, False, "'rules', 'prefilter', 'random', 'production' or 'teacher'."),
         Column("baseline_version", _S, False, "Version of the baseline model."),
         Column("label_source", _S, False, "'gold' or 'truth'."),
         Column("metric", _S, False, "e.g. 'ndcg_at_10'."),

@@ -13,7 +13,7 @@ from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
 from jobs.warehouse.tally import count_rows
 from schemas.tables import JOBS, MEMBERS, TRUTH
-from sim import world
+from sim import render, world
 
 
 def generate_world(spark: SparkSession, conf: WorldSettings) -> dict[str, DataFrame]:
@@ -23,7 +23,7 @@ def generate_world(spark: SparkSession, conf: WorldSettings) -> dict[str, DataFr
     def members(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in chunks:
             for c in frame["id"]:
-                yield world.render_members(
+                yield render.render_members(
                     world.member_latents(seed, c, conf.members),
                     seed,
                     c,
@@ -34,7 +34,7 @@ def generate_world(spark: SparkSession, conf: WorldSettings) -> dict[str, DataFr
     def jobs(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in chunks:
             for c in frame["id"]:
-                yield world.render_jobs(
+                yield render.render_jobs(
                     world.job_latents(seed, c, conf.jobs), seed, c, share, injection_share=injected
                 )
 

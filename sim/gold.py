@@ -28,7 +28,7 @@ from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
 from jobs.warehouse.validation import INPUTS_HINT, Inputs
 from schemas.tables import GOLD_LABELS, TRUE_GRADES
-from sim import raters, world
+from sim import raters, render
 
 
 def gold_labels(pairs: pd.DataFrame, truth: pd.DataFrame, conf: GoldSettings) -> pd.DataFrame:
@@ -47,10 +47,11 @@ def gold_labels(pairs: pd.DataFrame, truth: pd.DataFrame, conf: GoldSettings) ->
         noise=conf.rater_noise,
         disagreement=conf.rater_disagreement,
         seed=conf.sampling.seed,
+        pool=conf.rater_pool,
     )
     text = pairs[["headline", "summary", "title", "description"]].fillna("")
     injected = np.array(
-        [any(world.has_injection(v) for v in row) for row in text.itertuples(False)]
+        [any(render.has_injection(v) for v in row) for row in text.itertuples(False)]
     )
     out = pairs[["member_id", "job_id", "source", "stratum", "policy_bucket"]].reset_index(
         drop=True
@@ -66,7 +67,7 @@ def gold_labels(pairs: pd.DataFrame, truth: pd.DataFrame, conf: GoldSettings) ->
 def injected_ids(frame: DataFrame, key: str, columns: list[str]) -> list[str]:
     """Ids of the rows whose ``columns`` carry a planted injection (the simulator knows)."""
     rows = frame.select(key, *columns).toPandas().fillna("")
-    hit = rows[columns].apply(lambda row: any(world.has_injection(v) for v in row), axis=1)
+    hit = rows[columns].apply(lambda row: any(render.has_injection(v) for v in row), axis=1)
     return rows.loc[hit, key].tolist()
 
 

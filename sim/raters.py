@@ -9,6 +9,7 @@ code and live in :mod:`jobs.quality.metrics`.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,8 +28,21 @@ _DTYPES = {
     "rater_agreement": "float64",
 }
 
-# Hash purposes, one per independent decision a rater makes about a pair.
-_BIASED, _LENIENT, _NOISY, _UP = range(4)
+# Hash purposes, one per independent decision.
+_PANEL, _NOISY, _UP = range(3)
+_TRAIT, _LENIENT = 0, 1
+RATER_LEAN = 0.35  # how far a lenient (strict) rater moves the policy's score before rounding
+
+
+def rater_bias(pool: int, disagreement: float, seed: int) -> np.ndarray:
+    """Each pool rater's fixed lean: ``+RATER_LEAN`` (lenient), ``-RATER_LEAN`` (strict) or 0.
+
+    A share ``disagreement`` of the pool is biased, half lenient and half strict on average; a
+    rater's trait is a hash of (seed, rater), so it is the same on every pair they grade."""
+    base = _hash64([f"rater-{k}" for k in range(pool)], seed, "trait")
+    biased = _uniform(base, 0, _TRAIT) < disagreement
+    lenient = _uniform(base, 0, _LENIENT) < 0.5
+    return np.where(biased, np.where(lenient, RATER_LEAN, -RATER_LEAN), 0.0)
 
 
 def rate_pairs(
@@ -40,25 +54,24 @@ def rate_pairs(
     noise: float,
     disagreement: float,
     seed: int,
+    pool: int = 24,
 ) -> pd.DataFrame:
     """Simulated rater grades, the gold grade and the true grade of each pair.
 
     Row ``i`` of ``member_latents`` and of ``job_latents`` (``truth`` rows, as for
-    :func:`jobs.world.true_grade`) form the pair ``pair_keys[i]``; the key only seeds the hashes.
+    :func:`sim.world.true_grade`) form the pair ``pair_keys[i]``; the key only seeds the hashes.
 
-    The rater model, for pair ``p`` and rater slot ``r`` in ``0 .. n_raters-1``; each ``U`` below
-    is an independent uniform in [0, 1) hashed from ``(seed, p, r, purpose)``:
+    The rater model (docs/world.md), for pair ``p``; each ``U`` below is an independent uniform
+    in [0, 1) hashed from ``(seed, p, slot, purpose)``:
 
-    1. The rater applies the policy: grade ``g = true_grade(p)`` (:func:`jobs.world.true_grade`).
-    2. With probability ``disagreement`` (``U_biased < disagreement``) the rater is a biased rater
-       for this pair, lenient or strict with equal probability (``U_lenient < 0.5``). A lenient
-       rater turns a borderline 2 into a 3; a strict rater turns a borderline 3 into a 2. Other
-       grades are left alone. Slots are drawn per pair, as from a large pool of raters.
-    3. With probability ``noise`` (``U_noisy < noise``) the grade moves by one, up or down with
-       equal probability (``U_up < 0.5`` is up), then is clipped to 0..4 (so a 0 that moves down
-       or a 4 that moves up stays put).
-
-    With ``noise = disagreement = 0`` every rater gives exactly the true grade.
+    1. A panel of ``n_raters`` distinct raters is drawn from a pool of ``pool`` by a hash of
+       ``p``. A share ``disagreement`` of the pool leans (:func:`rater_bias`), always the same
+       way: a lenient rater adds ``RATER_LEAN`` to the policy's weighted score before rounding, a
+       strict one subtracts it, so only pairs near a grade boundary change.
+    2. The rater applies the policy's rounding and caps to that score
+       (:func:`sim.world.apply_caps`): with no lean, exactly the true grade.
+    3. With probability ``noise`` (``U_noisy < noise``) the grade slips by one, up or down with
+       equal probability, then is clipped to 0..4.
 
     Returns one row per pair, in input order: ``pair_key``; ``rater_grades`` (list of
     ``n_raters`` ints); ``gold_grade`` (int8), the median rater grade, where for an even panel the
@@ -72,26 +85,32 @@ def rate_pairs(
             f"rate_pairs: {len(member_latents)} member rows, {len(job_latents)} job rows and "
             f"{len(keys)} pair keys; one of each per pair is needed"
         )
-    if isinstance(n_raters, bool) or not isinstance(n_raters, int | np.integer) or n_raters < 1:
-        raise PolicyrankError(f"rate_pairs: n_raters must be a positive integer, got {n_raters!r}")
+    for name, value in (("n_raters", n_raters), ("pool", pool)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise PolicyrankError(f"rate_pairs: {name} must be a positive integer, got {value!r}")
+    if n_raters > pool:
+        raise PolicyrankError(f"rate_pairs: a panel of {n_raters} needs a pool of as many raters")
     for name, p in (("noise", noise), ("disagreement", disagreement)):
         if not 0.0 <= float(p) <= 1.0:
             raise PolicyrankError(f"rate_pairs: {name} must be a probability in [0, 1], got {p!r}")
     if not keys:
         return pd.DataFrame({c: pd.Series(dtype=_DTYPES[c]) for c in RATER_COLUMNS})
 
-    true = world.true_grade(member_latents, job_latents).astype(np.int64)
+    parts = world.grade_parts(member_latents, job_latents)
+    score = world.weighted_grade(parts)
+    true = world.apply_caps(np.rint(score), parts).astype(np.int64)
+    lean = rater_bias(pool, disagreement, seed)
     base = _hash64(keys, seed, "rater")
-    grades = np.repeat(true[:, None], n_raters, axis=1)
+    # n distinct raters: a start and a step coprime with the pool walk the pool without repeats.
+    start = (base % np.uint64(pool)).astype(np.int64)
+    step = _coprime_step(pool)
+    grades = np.empty((len(keys), n_raters), dtype=np.int64)
     for r in range(n_raters):
-        g = grades[:, r]
-        biased = _uniform(base, r, _BIASED) < disagreement
-        lenient = _uniform(base, r, _LENIENT) < 0.5
-        g = np.where(biased & lenient & (g == 2), 3, g)
-        g = np.where(biased & ~lenient & (g == 3), 2, g)
+        rater = (start + r * step) % pool
+        g = world.apply_caps(np.rint(score + lean[rater]), parts).astype(np.int64)
         moved = _uniform(base, r, _NOISY) < noise
-        step = np.where(_uniform(base, r, _UP) < 0.5, 1, -1)
-        grades[:, r] = np.clip(np.where(moved, g + step, g), 0, N_GRADES - 1)
+        up = np.where(_uniform(base, r, _UP) < 0.5, 1, -1)
+        grades[:, r] = np.clip(np.where(moved, g + up, g), 0, N_GRADES - 1)
 
     gold = np.sort(grades, axis=1)[:, (n_raters - 1) // 2]
     return pd.DataFrame(
@@ -103,6 +122,14 @@ def rate_pairs(
             "rater_agreement": (grades == gold[:, None]).mean(axis=1),
         }
     )
+
+
+def _coprime_step(pool: int) -> int:
+    """The smallest step >= pool // 3 + 1 coprime with ``pool`` (1 for a pool of 1 or 2)."""
+    step = max(1, pool // 3 + 1)
+    while math.gcd(step, pool) != 1:
+        step += 1
+    return step
 
 
 # ---------------------------------------------------------------- hashing

@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim import world
+from sim import lexicon
 from udfs.pair_tokens import EntityPairs, PairLayout, UnsupportedPairLayout, truncate_longest_first
 
-WORDS = sorted({w.lower() for s in world.ALL_SKILLS for w in s.replace(",", " ").split()})
+WORDS = sorted({w.lower() for s in lexicon.ALL_SKILLS for w in s.replace(",", " ").split()})
 
 
 def _texts(rng: np.random.Generator, n: int, longest: int) -> list[str]:
@@ -53,7 +53,7 @@ def _roberta_tokenizer(tmp_path: Path):
     from transformers import RobertaTokenizerFast
 
     bpe = ByteLevelBPETokenizer()
-    corpus = [" ".join(WORDS)] * 3 + list(world.ALL_SKILLS)
+    corpus = [" ".join(WORDS)] * 3 + list(lexicon.ALL_SKILLS)
     bpe.train_from_iterator(
         corpus, vocab_size=400, special_tokens=["<s>", "<pad>", "</s>", "<unk>"]
     )

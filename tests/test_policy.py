@@ -6,7 +6,7 @@ import pytest
 
 from jobs.config.policy import DEFAULT_POLICY, SEMVER, load_policy
 from jobs.runtime.errors import PolicyrankError
-from sim import world
+from sim import lexicon, world
 
 
 def _headings(text: str) -> list[str]:
@@ -16,10 +16,10 @@ def _headings(text: str) -> list[str]:
 def test_version_is_semver_plus_content_hash():
     policy = load_policy()
     assert policy.path == DEFAULT_POLICY
-    assert SEMVER.match(policy.semver) and policy.semver == "1.0.0"
+    assert SEMVER.match(policy.semver) and policy.semver == "2.0.0"
     assert policy.content_hash == hashlib.sha256(DEFAULT_POLICY.read_bytes()).hexdigest()
-    assert policy.version == f"1.0.0+{policy.content_hash[:12]}"
-    assert re.fullmatch(r"1\.0\.0\+[0-9a-f]{12}", policy.version)
+    assert policy.version == f"2.0.0+{policy.content_hash[:12]}"
+    assert re.fullmatch(r"2\.0\.0\+[0-9a-f]{12}", policy.version)
     assert policy.title == "Job Match Grading Policy"
     assert policy.body.startswith("# Job Match Grading Policy") and "version:" not in policy.body
     assert load_policy(str(DEFAULT_POLICY)) == policy
@@ -124,19 +124,20 @@ def test_caps_table_matches_true_grade_caps():
 
 # The precedents of section 9 as latents: each must get the grade the policy gives it from
 # world.true_grade, so the written policy and the rules of the world cannot drift apart.
-def _l(occ, level, region, workplace, skills, auth=(), sponsor=False):
+def _l(occ, level, region, workplace, skills, auth=(), sponsor=False, relocation=""):
     return dict(
         entity="x",
         entity_id="x",
         occupation=occ,
-        family=world.OCCUPATIONS[occ][0],
+        family=lexicon.OCCUPATIONS[occ][0],
         seniority_level=level,
         region=region,
-        country=dict(world.REGIONS)[region],
+        country=dict(lexicon.REGIONS)[region],
         workplace=workplace,
         skills=list(skills),
         work_authorization=list(auth),
         visa_sponsorship=sponsor,
+        relocation_region=relocation,
     )
 
 
@@ -191,6 +192,23 @@ PRECEDENTS = {
             ["PyTorch", "Python", "Model Serving"],
             sponsor=True,
         ),
+    ),
+    "4.5": (
+        _l(
+            "sre",
+            2,
+            "Bangalore",
+            "remote",
+            ["Kubernetes", "Terraform", "Linux", "Prometheus"],
+            ["IN"],
+        ),
+        _l("sre", 2, "Bangalore", "remote", ["Kubernetes", "Terraform", "Linux", "Prometheus"]),
+    ),
+    "4.6": (
+        _l(
+            "data_engineer", 1, "Berlin", "hybrid", ["Spark", "SQL", "Airflow", "Kafka"], lexicon.EU
+        ),
+        _l("data_engineer", 1, "Amsterdam", "remote", ["Spark", "SQL", "Kafka"]),
     ),
     "3.1": (
         _l(
@@ -299,6 +317,10 @@ PRECEDENTS = {
         ),
         _l("sre", 1, "Bangalore", "remote", ["Kubernetes", "Terraform", "AWS", "Linux"]),
     ),
+    "2.4": (
+        _l("analytics_engineer", 1, "London", "onsite", ["Excel", "Tableau"], ["GB"]),
+        _l("data_engineer", 1, "London", "onsite", ["Python", "SQL", "Spark", "Airflow"]),
+    ),
     "1.1": (
         _l("data_engineer", 2, "Berlin", "hybrid", DE_SKILLS, ["DE"]),
         _l("data_engineer", 2, "London", "remote", ["Spark", "SQL", "Airflow"]),
@@ -328,6 +350,10 @@ PRECEDENTS = {
             ["GB"],
         ),
         _l("growth_marketer", 2, "London", "hybrid", ["A/B Testing", "Marketing Analytics", "SEO"]),
+    ),
+    "1.5": (
+        _l("backend_engineer", 2, "Madrid", "remote", ["Java", "Go", "PostgreSQL"], ["ES"]),
+        _l("backend_engineer", 2, "Madrid", "hybrid", ["Java", "Go", "PostgreSQL"]),
     ),
     "0.1": (
         _l("registered_nurse", 1, "Toronto", "onsite", ["Patient Care", "BLS", "Triage"], ["CA"]),
@@ -362,14 +388,8 @@ PRECEDENTS = {
         ),
     ),
     "0.4": (
-        _l("content_marketer", 1, "Sydney", "remote", ["Copywriting", "SEO", "Editing"], ["AU"]),
-        _l(
-            "supply_chain_analyst",
-            3,
-            "Singapore",
-            "onsite",
-            ["Logistics", "Demand Planning", "SAP"],
-        ),
+        _l("content_marketer", 1, "Sydney", "remote", ["Copywriting", "SEO"], ["AU"]),
+        _l("supply_chain_analyst", 3, "Singapore", "onsite", ["Logistics", "SAP"]),
     ),
 }
 

@@ -4,8 +4,8 @@ import pytest
 
 from jobs.quality.metrics import confusion_matrix, linear_weighted_kappa
 from jobs.runtime.errors import PolicyrankError
-from sim import world
-from sim.raters import rate_pairs
+from sim import render, world
+from sim.raters import RATER_LEAN, rate_pairs, rater_bias
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +84,33 @@ def test_noise_raises_disagreement_between_raters(pairs):
     assert (np.abs(_grades(out) - out.true_grade.to_numpy()[:, None]) <= 1).all()
 
 
-def test_disagreement_shifts_only_borderline_grades(pairs):
+def test_lenient_and_strict_raters_move_only_pairs_near_a_grade_boundary(pairs):
+    members, jobs, keys = pairs
     out = _rate(pairs, noise=0.0, disagreement=1.0, n_raters=5)
     true, grades = out.true_grade.to_numpy(), _grades(out)
     changed = grades != true[:, None]
     assert changed.any()
-    assert set(np.unique(true[changed.any(axis=1)])) == {2, 3}
-    assert (grades[true == 2] >= 2).all() and (grades[true == 3] <= 3).all()
-    assert (grades[(true == 2)[:, None].repeat(5, axis=1) & changed] == 3).all()
-    assert (grades[(true == 3)[:, None].repeat(5, axis=1) & changed] == 2).all()
-    share = changed[(true == 2) | (true == 3)].mean()
-    assert 0.4 < share < 0.6  # lenient or strict with equal probability; half act on a given grade
+    parts = world.grade_parts(members, jobs)
+    score = world.weighted_grade(parts)
+    # a lean of RATER_LEAN only crosses a rounding boundary that close to the score
+    distance = np.abs(score - (np.floor(score) + 0.5))
+    assert (distance[changed.any(axis=1)] <= RATER_LEAN + 1e-9).all()
+    assert (np.abs(grades - true[:, None]) <= 1).all()
+
+
+def test_a_rater_leans_the_same_way_on_every_pair():
+    lean = rater_bias(24, 0.5, seed=11)
+    assert set(np.unique(lean)) <= {-RATER_LEAN, 0.0, RATER_LEAN}
+    assert (lean > 0).any() and (lean < 0).any() and (lean == 0).any()
+    np.testing.assert_array_equal(lean, rater_bias(24, 0.5, seed=11))
+    assert (rater_bias(24, 0.0, seed=11) == 0).all()
+
+
+def test_panels_are_distinct_raters_and_biased_raters_shift_gold(pairs):
+    calm = _rate(pairs, noise=0.0, disagreement=0.0)
+    split = _rate(pairs, noise=0.0, disagreement=1.0)
+    assert (calm.gold_grade == calm.true_grade).all()
+    assert (split.gold_grade != split.true_grade).any()  # two leaning raters move the median
 
 
 def test_gold_is_the_median_and_even_ties_go_down(pairs):
@@ -114,6 +130,8 @@ def test_bad_arguments_are_one_clear_line(pairs):
         rate_pairs(members, jobs, keys, n_raters=3, noise=1.5, disagreement=0, seed=0)
     with pytest.raises(PolicyrankError, match="n_raters must be a positive integer"):
         rate_pairs(members, jobs, keys, n_raters=0, noise=0, disagreement=0, seed=0)
+    with pytest.raises(PolicyrankError, match="needs a pool of as many"):
+        rate_pairs(members, jobs, keys, n_raters=5, noise=0, disagreement=0, seed=0, pool=4)
 
 
 def test_no_pairs_gives_an_empty_frame(pairs):
@@ -170,16 +188,16 @@ def _four_chunks(entity):
 
 
 @pytest.mark.parametrize(
-    ("render", "entity", "column"),
-    [(world.render_members, "member", "summary"), (world.render_jobs, "job", "description")],
+    ("draw", "entity", "column"),
+    [(render.render_members, "member", "summary"), (render.render_jobs, "job", "description")],
 )
-def test_injections_are_planted_at_about_the_share(render, entity, column):
+def test_injections_are_planted_at_about_the_share(draw, entity, column):
     latent = _four_chunks(entity)
-    clean = render(latent, 7, 0, 0.0)
-    planted = render(latent, 7, 0, 0.0, injection_share=0.1)
-    hit = planted[column].map(world.has_injection)
+    clean = draw(latent, 7, 0, 0.0)
+    planted = draw(latent, 7, 0, 0.0, injection_share=0.1)
+    hit = planted[column].map(render.has_injection)
     assert 0.08 < hit.mean() < 0.12
-    assert not clean[column].map(world.has_injection).any()
+    assert not clean[column].map(render.has_injection).any()
     # only the free-text column of the planted rows changes, and it keeps the original text
     other = [c for c in clean.columns if c != column]
     pd.testing.assert_frame_equal(planted[other], clean[other])
@@ -193,21 +211,21 @@ def test_seed_7_members_and_jobs_are_unchanged_without_injections():
     for chunk in range(2):
         members = world.member_latents(7, chunk, 2 * world.CHUNK)
         pd.testing.assert_frame_equal(
-            world.render_members(members, 7, chunk, 0.02, injection_share=0.0),
-            world.render_members(members, 7, chunk, 0.02),
+            render.render_members(members, 7, chunk, 0.02, injection_share=0.0),
+            render.render_members(members, 7, chunk, 0.02),
         )
         jobs = world.job_latents(7, chunk, 2 * world.CHUNK)
         pd.testing.assert_frame_equal(
-            world.render_jobs(jobs, 7, chunk, 0.02, injection_share=0.0),
-            world.render_jobs(jobs, 7, chunk, 0.02),
+            render.render_jobs(jobs, 7, chunk, 0.02, injection_share=0.0),
+            render.render_jobs(jobs, 7, chunk, 0.02),
         )
 
 
 def test_injection_uses_its_own_rng_stream():
     members = world.member_latents(7, 0, world.CHUNK)
-    with_bad = world.render_members(members, 7, 0, 0.05, injection_share=0.05)
-    without = world.render_members(members, 7, 0, 0.05)
-    hit = with_bad.summary.map(world.has_injection)
+    with_bad = render.render_members(members, 7, 0, 0.05, injection_share=0.05)
+    without = render.render_members(members, 7, 0, 0.05)
+    hit = with_bad.summary.map(render.has_injection)
     assert hit.any()
     # bad rows land on the same rows whatever the injection share
     pd.testing.assert_frame_equal(
@@ -216,7 +234,7 @@ def test_injection_uses_its_own_rng_stream():
 
 
 def test_every_injection_text_is_found_and_clean_text_is_not():
-    for text in world.MEMBER_INJECTIONS + world.JOB_INJECTIONS:
-        assert world.has_injection(text) and world.has_injection(f"x {text.upper()} y")
-    assert not world.has_injection(None)
-    assert not world.has_injection("Tyrell Systems is hiring a senior data engineer.")
+    for text in render.MEMBER_INJECTIONS + render.JOB_INJECTIONS:
+        assert render.has_injection(text) and render.has_injection(f"x {text.upper()} y")
+    assert not render.has_injection(None)
+    assert not render.has_injection("Tyrell Systems is hiring a senior data engineer.")

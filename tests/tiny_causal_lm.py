@@ -12,7 +12,7 @@ import string
 from collections.abc import Iterable
 from pathlib import Path
 
-from sim import world
+from sim import lexicon
 from udfs.llm_judge import build_prefix, render_pair
 
 SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
@@ -21,7 +21,7 @@ SPECIAL = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
 def base_corpus() -> list[str]:
     """The judge prompt's fixed words, the synthetic world's words, digits and punctuation."""
     lines = [build_prefix("policy"), render_pair("", ""), "\u2039 \u203a"]
-    lines += [*world.ALL_SKILLS, *world.COMPANIES, *(f"{r} {c}" for r, c in world.REGIONS)]
+    lines += [*lexicon.ALL_SKILLS, *lexicon.COMPANIES, *(f"{r} {c}" for r, c in lexicon.REGIONS)]
     lines += [" ".join(string.digits), " ".join(string.punctuation), string.ascii_lowercase]
     lines += ["senior junior staff principal engineer at skills location years of experience"]
     return lines

@@ -5,7 +5,7 @@ from __future__ import annotations
 import string
 from pathlib import Path
 
-from sim import world
+from sim import lexicon
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -13,7 +13,7 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 def _vocab() -> list[str]:
     words = set(string.ascii_lowercase) | set(string.digits) | set(string.punctuation)
     words |= {"##" + c for c in string.ascii_lowercase + string.digits}
-    for text in [*world.ALL_SKILLS, *world.COMPANIES, *(r for r, _ in world.REGIONS)]:
+    for text in [*lexicon.ALL_SKILLS, *lexicon.COMPANIES, *(r for r, _ in lexicon.REGIONS)]:
         words |= set(text.lower().replace(",", " ").split())
     words |= {"senior", "junior", "staff", "principal", "engineer", "at", "skills", "location"}
     return SPECIAL + sorted(words - set(SPECIAL))

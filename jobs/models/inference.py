@@ -88,15 +88,15 @@ def grade_model(model_dir: Path, settings: Settings) -> TeacherConfig | None:
     if card is not None:
         card.check_templates(s.member_template, s.job_template)
     if FieldStudent.is_field_student(model_dir):
-        config = _field_config(model_dir)
+        member_columns, job_columns = _field_config(model_dir).columns()
         return TeacherConfig(
             "field_student",
             str(model_dir),
             s.member_template,
             s.job_template,
             cpu_threads=inf.cpu_threads,
-            member_fields=tuple(config.member_fields),
-            job_fields=tuple(config.job_fields),
+            member_fields=tuple(member_columns),
+            job_fields=tuple(job_columns),
         )
     if _num_labels(model_dir) == len(GRADES):
         return TeacherConfig(

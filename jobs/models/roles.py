@@ -90,22 +90,26 @@ def latest_student(settings: Settings) -> Path:
 
 
 def field_config(settings: Settings):
-    """The field student's fields: ``student.*_fields`` or, when empty, the scoring templates'."""
+    """The field student's fields: ``student.*_fields`` or, when empty, the scoring templates'
+    fields that are not read sentence by sentence (``student.*_text``)."""
     from udfs.field_student import FieldStudentConfig
 
     st, s = settings.student, settings.scoring
 
-    def names(value: str, template: str) -> tuple[str, ...]:
-        listed = [f.strip() for f in value.split(",") if f.strip()]
-        return tuple(listed or template_fields(template))
+    def listed(value: str) -> tuple[str, ...]:
+        return tuple(f.strip() for f in value.split(",") if f.strip())
 
-    pairs = tuple(
-        tuple(p.split(":", 1)) for p in (x.strip() for x in st.list_fields.split(",")) if p
-    )
+    def names(value: str, template: str, text: tuple[str, ...]) -> tuple[str, ...]:
+        return listed(value) or tuple(f for f in template_fields(template) if f not in text)
+
+    pairs = tuple(tuple(p.split(":", 1)) for p in listed(st.list_fields))
+    member_text, job_text = listed(st.member_text), listed(st.job_text)
     return FieldStudentConfig(
-        member_fields=names(st.member_fields, s.member_template),
-        job_fields=names(st.job_fields, s.job_template),
+        member_fields=names(st.member_fields, s.member_template, member_text),
+        job_fields=names(st.job_fields, s.job_template, job_text),
         list_fields=pairs,
+        member_text=member_text,
+        job_text=job_text,
     )
 
 

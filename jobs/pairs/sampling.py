@@ -9,7 +9,8 @@ picks the same pairs and other days draw others); for each drawn member:
   (``policy_bucket``: authorization, location, seniority, function), up to
   ``hard_negatives_per_bucket`` per bucket.
 
-Held-out evaluation members (:mod:`jobs.quality.splits`) are never drawn. Random pairs come from a
+Held-out evaluation members and validation members (:mod:`jobs.quality.splits`) are never
+drawn. Random pairs come from a
 hash-bucket equi-join (a drawn member meets the jobs in its bucket), never from a cross product.
 """
 
@@ -20,7 +21,7 @@ from pyspark.sql import functions as F
 
 from jobs.config.settings import SamplingSettings, Settings
 from jobs.pairs.blocking import seniority_index, skill_keys
-from jobs.quality.splits import drawn, is_heldout
+from jobs.quality.splits import drawn, is_training
 
 BUCKETS = ("authorization", "location", "seniority", "function")
 
@@ -140,6 +141,6 @@ def with_policy_bucket(pairs: DataFrame, members: DataFrame, jobs: DataFrame) ->
     )
 
 
-def heldout_members(members: DataFrame, settings: Settings) -> DataFrame:
-    """``member_id`` of the held-out evaluation members among ``members``."""
-    return members.select("member_id").where(is_heldout(settings.eval))
+def untrained_members(members: DataFrame, settings: Settings) -> DataFrame:
+    """``member_id`` of the members no teacher labels: held-out and validation members."""
+    return members.select("member_id").where(~is_training(settings.eval))

@@ -25,7 +25,7 @@ _COLUMNS = {
     "kendall_tau_to_teacher": "tau to teacher",
     "kl_to_teacher": "KL to teacher",
 }
-_ORDER = ["student", "teacher", "production", "prefilter", "random"]
+_ORDER = ["student", "teacher", "production", "rules", "prefilter", "random"]
 
 
 def write_report(
