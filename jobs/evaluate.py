@@ -136,11 +136,17 @@ def labels_frame(wh: Warehouse, members: DataFrame, pairs: DataFrame) -> pd.Data
 
 
 def metrics_table(
-    frames: dict[str, pd.DataFrame], labels: pd.DataFrame, k: int = K
+    frames: dict[str, pd.DataFrame],
+    labels: pd.DataFrame,
+    k: int = K,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """``model, label_source, slice, members, pairs, <metrics>`` for every model frame against
-    each label source that has labels (gold always; truth when present). Teacher agreement
-    (tau, KL) is measured against the ``teacher`` frame."""
+    """``model, label_source, slice, members, pairs, <metrics>, ndcg_at_k_ci_low/high`` for
+    every model frame against each label source that has labels (gold always; truth when
+    present). Teacher agreement (tau, KL) is measured against the ``teacher`` frame; the NDCG
+    interval is a member bootstrap (``n_boot`` draws) of each slice."""
     teacher = frames["teacher"][["member_id", "job_id", "score", "grade_probs"]].rename(
         columns={"score": "teacher_score", "grade_probs": "teacher_probs"}
     )
@@ -154,6 +160,17 @@ def metrics_table(
             if data[column].notna().sum() == 0:
                 continue
             table = metrics.evaluate_by(data, by="slice", k=k, label=column)
+            bounds = {
+                part: metrics.bootstrap_interval(
+                    metrics.ndcg_by_member(frame_part, k, column), n_boot=n_boot, seed=seed
+                )
+                for part, frame_part in [
+                    *data.dropna(subset=[column]).groupby("slice"),
+                    (metrics.OVERALL, data.dropna(subset=[column])),
+                ]
+            }
+            low, high = zip(*(bounds[s] for s in table.slice), strict=True)
+            table[f"ndcg_at_{k}_ci_low"], table[f"ndcg_at_{k}_ci_high"] = low, high
             rows.append(table.assign(model=name, label_source=source))
     return pd.concat(rows, ignore_index=True)
 
@@ -254,7 +271,9 @@ def evaluate(
             versions["production"] = production["model_version"]
         labels = labels_frame(wh, members, pairs)
         pairs.unpersist()
-    table = metrics_table(frames, labels)
+    table = metrics_table(
+        frames, labels, n_boot=settings.eval.bootstrap_samples, seed=settings.eval.seed
+    )
     table["model_version"] = table.model.map(versions)
     table["run_date"], table["run_id"] = run_date, run_id
     compared = comparisons_table(
@@ -285,10 +304,13 @@ def format_eval(table: pd.DataFrame, compared: pd.DataFrame, k: int = K) -> str:
     overall = table[table.slice == metrics.OVERALL]
     for source, part in overall.groupby("label_source", sort=False):
         lines += [f"against {source} grades ({int(part.members.max())} members):"]
-        lines += ["  | model | " + " | ".join(cols) + " |", "  | --- |" + " ---: |" * len(cols)]
+        lines += ["  | model | " + " | ".join(cols) + f" | {NDCG} 95% interval |"]
+        lines += ["  | --- |" + " ---: |" * len(cols) + " --- |"]
         for name in [m for m in order if m in set(part.model)]:
             row = part[part.model == name].iloc[0]
             cells = ["n/a" if pd.isna(row[c]) else f"{row[c]:.3f}" for c in cols]
+            low, high = row.get(f"{NDCG}_ci_low"), row.get(f"{NDCG}_ci_high")
+            cells.append("n/a" if pd.isna(low) else f"[{low:.3f}, {high:.3f}]")
             lines.append(f"  | {name} | " + " | ".join(cells) + " |")
         lines.append("")
     lines.append("student vs baselines, NDCG@10 (paired member bootstrap, 95% interval):")

@@ -103,8 +103,8 @@ def train(
     base = st.base_model_dir or shipped_minilm()
     log(
         f"train: {st.architecture} student from {teacher_id}'s {len(rows):,} soft labels of "
-        f"{rows.member_id.nunique():,} members (teacher_labels version {data_version}, held-out "
-        f"members excluded)"
+        f"{rows.member_id.nunique():,} members (teacher_labels version {data_version}; held-out "
+        "and validation members excluded)"
     )
     staging = wh.models_dir / STUDENTS / f".staging-{run_id}"
     if st.architecture == "field_encoder":

@@ -332,6 +332,8 @@ EVAL_METRICS = Table(
         Column("members", _I, False, "Members in the slice with a relevant pair."),
         Column("pairs", _I, False, "Labelled candidate pairs in the slice."),
         Column("ndcg_at_10", _D, True, "NDCG@10 with gain 2^grade - 1, mean over members."),
+        Column("ndcg_at_10_ci_low", _D, True, "2.5th percentile of a member bootstrap of it."),
+        Column("ndcg_at_10_ci_high", _D, True, "97.5th percentile of a member bootstrap of it."),
         Column("poor_match_rate_at_10", _D, True, "Share of top-10 pairs with grade <= 1."),
         Column("auc_grade_ge_3", _D, True, "ROC AUC of the score for grade >= 3."),
         Column(

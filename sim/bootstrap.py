@@ -14,8 +14,10 @@ from pyspark.sql import functions as F
 
 from jobs.config.settings import Settings
 from jobs.quality.splits import is_validation
+from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
+from schemas.tables import TRUTH
 from sim import generate, gold
 from sim.judge import DEFAULT_DIR, JUDGE_FILE, JudgeProfile, tune_profile, write_judge
 
@@ -23,6 +25,11 @@ from sim.judge import DEFAULT_DIR, JUDGE_FILE, JudgeProfile, tune_profile, write
 def prepare(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_id: str) -> dict:
     summary: dict = {}
     wh = Warehouse.of(settings, spark)
+    if wh.exists("truth") and wh.read("truth", hint="").columns != TRUTH.names:
+        raise PolicyrankError(
+            f"{wh.path('truth')} was written by an older simulator (another world and policy): "
+            "start a new warehouse (remove it, or set warehouse=...) for this one"
+        )
     if not all(wh.exists(t) for t in ("members", "jobs", "truth")):
         log("simulator: no members/jobs tables yet; generating the sample world")
         summary["generate"] = generate.run(spark, settings, run_id=run_id)

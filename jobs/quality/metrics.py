@@ -104,6 +104,19 @@ def paired_bootstrap(
     }
 
 
+def bootstrap_interval(
+    values: pd.Series, *, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of the mean of ``values`` (e.g. per-member NDCG) over
+    ``n_boot`` resamples of its entries with replacement; NaNs when there are none."""
+    x = values.dropna().to_numpy(float)
+    if x.size == 0:
+        return float("nan"), float("nan")
+    means = x[np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def poor_match_rate_at_k(
     frame: pd.DataFrame,
     k: int = 10,

@@ -1,8 +1,9 @@
 """The evaluation report, written beside the Delta tables: ``report.html``, one self-contained
 page (its plot embedded), and the same as ``report.md`` + ``ndcg.png``.
 
-It shows every model and baseline against held-out gold grades (and the simulator's hidden
-truth when present), and the student's paired comparisons with their 95% intervals.
+It shows every model and baseline (the rules baseline, the prefilter, random) against held-out
+gold grades (and the simulator's hidden truth when present), each NDCG@10 with its member
+bootstrap interval, and the student's paired comparisons with their 95% intervals.
 """
 
 from __future__ import annotations
@@ -140,12 +141,14 @@ def _inline(text: str) -> str:
 
 
 def _markdown_table(part: pd.DataFrame) -> list[str]:
-    lines = ["| model | members | " + " | ".join(_COLUMNS.values()) + " |"]
-    lines.append("| --- | ---: |" + " ---: |" * len(_COLUMNS))
+    lines = ["| model | members | " + " | ".join(_COLUMNS.values()) + " | NDCG@10 95% interval |"]
+    lines.append("| --- | ---: |" + " ---: |" * len(_COLUMNS) + " --- |")
     for name in [m for m in _ORDER if m in set(part.model)]:
         row = part[part.model == name].iloc[0]
         cells = [_fmt(row[c]) for c in _COLUMNS]
-        lines.append(f"| {name} | {int(row.members)} | " + " | ".join(cells) + " |")
+        low, high = row.get("ndcg_at_10_ci_low"), row.get("ndcg_at_10_ci_high")
+        interval = "n/a" if pd.isna(low) else f"[{low:.3f}, {high:.3f}]"
+        lines.append(f"| {name} | {int(row.members)} | " + " | ".join(cells) + f" | {interval} |")
     return lines
 
 

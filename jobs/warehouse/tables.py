@@ -151,17 +151,20 @@ class Warehouse:
         builder.execute()
 
     def overwrite(self, df: DataFrame, name: str, *, run_id: str) -> None:
-        """Replace a whole snapshot table (the synthetic world, gold labels) atomically."""
+        """Replace a whole snapshot table (the synthetic world, gold labels) atomically, schema
+        included."""
         self.create_if_missing(name)
         _conform(df, _schema(name)).write.format("delta").mode("overwrite").option(
-            "userMetadata", run_id
-        ).save(self.path(name))
+            "overwriteSchema", "true"
+        ).option("userMetadata", run_id).save(self.path(name))
 
     def append(self, df: DataFrame, name: str, *, run_id: str) -> None:
+        """Append rows. Like :meth:`replace_day`, it adds the columns a newer schema has to a
+        table an older policyrank created (``mergeSchema``); nothing else changes."""
         self.create_if_missing(name)
         _conform(df, _schema(name)).write.format("delta").mode("append").option(
-            "userMetadata", run_id
-        ).save(self.path(name))
+            "mergeSchema", "true"
+        ).option("userMetadata", run_id).save(self.path(name))
 
     def replace_day(
         self, df: DataFrame, name: str, run_date: dt.date, *, run_id: str, where: str = ""
@@ -177,6 +180,7 @@ class Warehouse:
             .write.format("delta")
             .mode("overwrite")
             .option("replaceWhere", predicate)
+            .option("mergeSchema", "true")  # columns a newer schema adds
             .option("userMetadata", run_id)
             .save(self.path(name))
         )
