@@ -91,6 +91,7 @@ def read_results(warehouse: Path, day: str, args: list[str]) -> dict:
         "orderings": orderings,
         "comparisons": comparisons,
         "judge_kappa_heldout": float(calibration.loc["overall", "weighted_kappa"]),
+        "judge_kappa_heldout_sampled": float(calibration.loc["sampled", "weighted_kappa"]),
         "judge_kappa_heldout_clean": float(calibration.loc["clean", "weighted_kappa"]),
         "judge_kappa_validation": judge["tuning"]["kappa"],
         "judge_error_scale": judge["profile"]["scale"],
@@ -186,7 +187,8 @@ def report(results: list[dict]) -> str:
     columns = (
         ("held-out members", "members", "{:d}"),
         ("judge kappa, validation gold (tuned)", "judge_kappa_validation", "{:.3f}"),
-        ("judge kappa, held-out gold", "judge_kappa_heldout", "{:.3f}"),
+        ("judge kappa, held-out gold as sampled", "judge_kappa_heldout_sampled", "{:.3f}"),
+        ("judge kappa, held-out gold + red-team slice", "judge_kappa_heldout", "{:.3f}"),
         ("judge kappa, held-out gold, clean", "judge_kappa_heldout_clean", "{:.3f}"),
         ("judge error scale", "judge_error_scale", "{:.3f}"),
         ("student NDCG@10, validation gold (chosen epoch)", "student_validation_ndcg", "{:.3f}"),

@@ -264,6 +264,8 @@ def calibration_rows(graded: pd.DataFrame) -> list[dict]:
     band = graded.stratum.str.split("|").str[1]
     slices = {
         "overall": graded,
+        # as the gold sample drew them: without the pairs added to read the injected slice
+        "sampled": graded[graded.source != "red_team"],
         "clean": graded[~graded.injected],
         "injected": graded[graded.injected],
     }

@@ -294,7 +294,13 @@ JUDGE_CALIBRATION = Table(
         Column("teacher_model_id", _S, False, "Content-derived version of the teacher model."),
         Column("policy_version", _S, False, "Policy version of the gold labels."),
         Column("prompt_hash", _S, False, "Hash of the templates/prompt the teacher saw."),
-        Column("slice", _S, False, "'overall', 'clean', 'injected', or 'stratum:<stratum>'."),
+        Column(
+            "slice",
+            _S,
+            False,
+            "'overall', 'sampled' (without the red-team pairs), 'clean', 'injected', "
+            "'source:<source>', 'band:<band>' or 'occupation:<occupation>'.",
+        ),
         Column("pairs", _I, False, "Held-out gold pairs in the slice."),
         Column(
             "weighted_kappa",

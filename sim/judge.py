@@ -146,11 +146,11 @@ class SimulatedJudge:
         swayed = chance("stuffing", "stuffing_sway")
         forms = []
         for k, r in enumerate(rows.itertuples(index=False)):
-            prose = set(r.skills_in_prose)
+            prose = sorted(set(r.skills_in_prose))
             skipped = _uniform([f"{r.entity_id}|{s}" for s in prose], p.seed, "prose") < p.rate(
                 "prose_miss"
             )
-            missed = {s for s, m in zip(sorted(prose), skipped, strict=True) if m}
+            missed = {s for s, m in zip(prose, skipped, strict=True) if m}
             seen = {s: f for s, f in zip(r.skills, r.skill_forms, strict=True) if s not in missed}
             if swayed[k]:
                 seen |= {s: s for s in r.padding_skills if s not in seen}

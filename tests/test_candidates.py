@@ -64,3 +64,50 @@ def test_remote_only_members_get_only_remote_jobs(blocked):
     remote_only = members.where("remote_preference = 'remote'").select("member_id")
     onsite = jobs.where("workplace_type != 'remote'").select("job_id")
     assert pairs.join(remote_only, "member_id").join(onsite, "job_id").count() == 0
+
+
+def test_a_skill_written_another_way_still_meets_its_family_and_a_named_city(spark):
+    """Exact skill keys miss "k8s" / "Kubernetes"; the title family key does not. A city the
+    summary names (a move, a relocation) is a location key too."""
+    members = spark.createDataFrame(
+        [
+            (
+                "m1",
+                "SRE at Acme",
+                "Now in Madrid.",
+                "k8s, Terraform",
+                "senior",
+                "Berlin, DE",
+                "hybrid",
+                "DE",
+            ),
+            (
+                "m2",
+                "Registered Nurse at Umbrella Health",
+                "",
+                "BLS",
+                "mid",
+                "Berlin, DE",
+                "remote",
+                "DE",
+            ),
+        ],  # fmt: skip
+        "member_id string, headline string, summary string, skills string, seniority string, "
+        "location string, remote_preference string, work_authorization string",
+    )
+    jobs = spark.createDataFrame(
+        [
+            ("j1", "Site Reliability Engineer", "Kubernetes", "senior", "Berlin, DE", "onsite"),
+            ("j2", "DevOps Engineer", "Kubernetes", "senior", "Madrid, ES", "hybrid"),
+            ("j3", "Backend Engineer", "Java", "senior", "Paris, FR", "onsite"),
+            ("j4", "Staff Nurse", "Triage", "mid", "Berlin, DE", "onsite"),
+        ],
+        "job_id string, title string, skills string, seniority string, location string, "
+        "workplace_type string",
+    )
+    pairs = candidate_pairs(members, jobs, DEFAULTS.candidates).toPandas()
+    got = set(zip(pairs.member_id, pairs.job_id, strict=True))
+    assert got == {("m1", "j1"), ("m1", "j2")}  # no shared skill string, same family
+    # (m2 wants remote only: the on-site nurse post in Berlin is not formed)
+    shared = pairs.set_index("job_id").prefilter_score
+    assert shared["j1"] == shared["j2"] == pytest.approx(0.3)  # no skill key shared: fit only

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F
 from jobs.cli import main
 from jobs.config.settings import load_settings
 from jobs.models.registry import Registry
-from jobs.quality.splits import is_heldout
+from jobs.quality.splits import is_heldout, is_training, is_validation
 from tests.conftest import DAY, cookbook_args
 
 
@@ -34,12 +34,14 @@ def test_run_daily_trains_evaluates_promotes_and_scores(spark, cookbook):
     assert set(scores.model_version) == {production["model_version"]}
     assert scores.score.between(0, 4).all()  # a student's score is its expected grade
     metrics = _table(spark, cookbook, "eval_metrics").toPandas()
-    assert set(metrics.model) == {"student", "teacher", "prefilter", "random"}
+    assert set(metrics.model) == {"student", "teacher", "rules", "prefilter", "random"}
     assert set(metrics.label_source) == {"gold", "truth"}
     numeric = metrics[["ndcg_at_10", "poor_match_rate_at_10", "auc_grade_ge_3"]]
     assert numeric.notna().all().all() and numeric.apply(lambda c: c.between(0, 1)).all().all()
     compared = _table(spark, cookbook, "eval_comparisons").toPandas()
-    assert {"prefilter", "random", "teacher"} <= set(compared.baseline)
+    assert {"rules", "prefilter", "random", "teacher"} <= set(compared.baseline)
+    assert (metrics.ndcg_at_10_ci_low <= metrics.ndcg_at_10).all()
+    assert (metrics.ndcg_at_10 <= metrics.ndcg_at_10_ci_high).all()
     assert (compared.ci_low <= compared.estimate).all()
     assert (compared.estimate <= compared.ci_high).all()
     report = cookbook / "reports" / f"eval-{DAY}"
@@ -52,8 +54,9 @@ def test_run_daily_trains_evaluates_promotes_and_scores(spark, cookbook):
 def test_evaluation_members_never_reach_training(spark, cookbook):
     settings = load_settings(None, cookbook_args(cookbook))
     heldout = is_heldout(settings.eval)
-    assert _table(spark, cookbook, "sampled_pairs").where(heldout).count() == 0
-    assert _table(spark, cookbook, "teacher_labels").where(heldout).count() == 0
+    untrained = heldout | is_validation(settings.eval)
+    assert _table(spark, cookbook, "sampled_pairs").where(untrained).count() == 0
+    assert _table(spark, cookbook, "teacher_labels").where(untrained).count() == 0
     evaluated = _table(spark, cookbook, "gold_labels").where(heldout).count()
     assert evaluated > 0  # ...and evaluation does have held-out members to score
     production = Registry(cookbook / "models" / "registry").production()
@@ -62,8 +65,11 @@ def test_evaluation_members_never_reach_training(spark, cookbook):
             cookbook / "models" / "students" / production["model_version"] / "policyrank_model.json"
         ).read_text()
     )
-    labels = _table(spark, cookbook, "teacher_labels").where(~heldout)
+    labels = _table(spark, cookbook, "teacher_labels").where(is_training(settings.eval))
     assert card["training_data"]["rows"] == labels.count()
+    # the student's epoch was chosen on the validation members' gold, never the held-out's
+    chosen = [h for h in card["history"] if h.get("selected")]
+    assert len(chosen) == 1 and 0 < chosen[0]["validation"] <= 1
 
 
 def test_a_refused_student_leaves_production_alone(spark, cookbook, capsys):
@@ -108,6 +114,7 @@ def test_a_warehouse_without_the_simulator_evaluates_and_promotes(
         "eval.bootstrap_samples=100",
         # a tiny random judge teaches nothing: this test is about the wiring, the gate's
         # decisions are tested on real numbers in tests/test_gate.py
+        "gate.min_gain_over_rules=-10",
         "gate.min_gain_over_prefilter=-10",
         "gate.min_teacher_ndcg_share=0",
         "gate.max_stratum_regression=10",
@@ -126,7 +133,7 @@ def test_a_warehouse_without_the_simulator_evaluates_and_promotes(
     judge_card = models / "judge-minilm-l6-grade5" / "policyrank_model.json"
     judge = json.loads(judge_card.read_text())
     settings = load_settings(None, args)
-    selection = _table(spark, real, "gold_labels").where(~is_heldout(settings.eval)).count()
+    selection = _table(spark, real, "gold_labels").where(is_training(settings.eval)).count()
     assert judge["training_data"]["pairs"] == selection  # the judge never saw held-out gold
     scores = _table(spark, real, "scores").where(F.col("run_date") == DAY).toPandas()
     assert set(scores.model_version) == {production["model_version"]}

@@ -301,3 +301,155 @@ def test_bad_shapes_raise_value_errors(encoder_dir):
         head(torch.zeros(2, 2, 32), torch.zeros(2, 3, 32), torch.zeros(2, CONFIG.n_cross))
     with pytest.raises(ValueError, match="dim|embeddings"):
         FieldStudent(student.encoder, FieldStudentHead(CONFIG, 16), CONFIG)
+
+
+# --- reading free text -------------------------------------------------------------------------
+
+TEXT_CONFIG = FieldStudentConfig(
+    member_fields=("headline", "skills", "seniority"),
+    job_fields=("title", "skills", "seniority"),
+    projection_dim=4,
+    hidden_dim=32,
+    member_text=("summary",),
+    job_text=("description",),
+    max_sentences=4,
+    attention_dim=8,
+    attention_heads=2,
+)
+
+
+def _prose_task(n_members: int, seed: int):
+    """Every field alike; only a sentence of the summary ("cleared for the site." or not) decides
+    the grade: 4 for cleared members, 0 for the others. Each member has filler sentences too."""
+    rng = np.random.default_rng(seed)
+    member_rows, job_rows, grades = [], [], []
+    for m in range(n_members):
+        cleared = bool(rng.random() < 0.5)
+        said = ["Cleared for the site." if cleared else "Not cleared for the site."]
+        filler = [f"I like {rng.choice(SKILLS)}.", f"Based in {rng.choice(['x', 'y'])}."]
+        member = {
+            "member_id": f"m{seed}-{m}",
+            "headline": "engineer",
+            "skills": "python, sql",
+            "seniority": "senior",
+            "summary": " ".join(rng.permutation(said + filler)),
+        }
+        for _ in range(4):
+            member_rows.append(member)
+            job_rows.append(
+                {
+                    "title": "engineer",
+                    "skills": "python",
+                    "seniority": "senior",
+                    "description": "On site. Clearance needed.",
+                }
+            )
+            grades.append(4 if cleared else 0)
+    grades = np.array(grades)
+    probs = np.full((len(grades), 5), 0.05)
+    probs[np.arange(len(grades)), grades] = 0.8
+    members, jobs = pd.DataFrame(member_rows), pd.DataFrame(job_rows)
+    return members, jobs, members["member_id"].tolist(), probs, grades
+
+
+def _auc(scores, grades) -> float:
+    pos, neg = scores[grades == 4], scores[grades == 0]
+    return float((pos[:, None] > neg[None, :]).mean())
+
+
+def test_a_text_student_learns_what_only_the_prose_says(encoder_dir):
+    members, jobs, ids, probs, _ = _prose_task(40, seed=6)
+    test_members, test_jobs, _, _, test_grades = _prose_task(20, seed=7)
+    cfg = train_config(DistillConfig, "student.fields", epochs=40, batch_members=8, seed=0)
+    reader = FieldStudent.from_base(encoder_dir, TEXT_CONFIG)
+    train_field_student(reader, members, jobs, ids, probs, cfg, show_progress=False)
+    fields_only = _student(encoder_dir)
+    train_field_student(fields_only, members, jobs, ids, probs, cfg, show_progress=False)
+    assert _auc(reader.scores(test_members, test_jobs), test_grades) > 0.95
+    # the fields are identical for every member: without the prose, nothing to learn
+    assert np.ptp(fields_only.scores(test_members, test_jobs)) < 1e-4
+
+
+def test_sentences_are_segments_and_prose_skills_count(encoder_dir, tmp_path):
+    student = FieldStudent.from_base(encoder_dir, TEXT_CONFIG)
+    members = pd.DataFrame(
+        {
+            "headline": ["engineer"],
+            "skills": ["python"],
+            "seniority": ["senior"],
+            "summary": ["I use SQL daily. Also Java! And more? Fifth one. Sixth."],
+        }
+    )
+    jobs = pd.DataFrame(
+        {
+            "title": ["engineer"],
+            "skills": ["Python, sql, excel"],
+            "seniority": ["senior"],
+            "description": [None],
+        }
+    )
+    feats = student.features(members, jobs)
+    assert feats.cross.shape == (1, TEXT_CONFIG.n_cross) == (1, 9 + 4)
+    # python in the list, sql only in the summary, excel nowhere (case and spacing ignored)
+    assert feats.cross[0, -1].item() == pytest.approx(2 / 3)
+    # 3 fields + at most max_sentences sentences; a job without a description has its fields only
+    assert feats.member_mask.tolist() == [[True] * 7]
+    torch.testing.assert_close(
+        feats.member_segments[0, 3], student.encoder.encode(["summary: I use SQL daily."])[0]
+    )
+    assert feats.job_mask[0].tolist() == [True, True, True] + [False] * (
+        feats.job_mask.shape[1] - 3
+    )
+    before = student.scores(members, jobs)
+    student.save(tmp_path / "reader")
+    loaded = FieldStudent.load(tmp_path / "reader")
+    assert loaded.config == TEXT_CONFIG
+    np.testing.assert_array_equal(loaded.scores(members, jobs), before)
+    assert TEXT_CONFIG.columns() == (
+        ["headline", "skills", "seniority", "summary"],
+        ["title", "skills", "seniority", "description"],
+    )
+
+
+def test_a_version_1_folder_still_loads(encoder_dir, tmp_path):
+    student = _student(encoder_dir)
+    student.save(tmp_path / "old")
+    meta_path = tmp_path / "old" / "field_student.json"
+    meta = json.loads(meta_path.read_text())
+    meta["version"] = 1
+    v1_keys = ("member_fields", "job_fields", "list_fields", "projection_dim", "hidden_dim")
+    meta["config"] = {k: meta["config"][k] for k in (*v1_keys, "max_length")}
+    meta_path.write_text(json.dumps(meta))
+    members, jobs, *_ = _task(2, seed=9)
+    loaded = FieldStudent.load(tmp_path / "old")
+    assert not loaded.config.reads_text
+    np.testing.assert_array_equal(loaded.scores(members, jobs), student.scores(members, jobs))
+
+
+def test_validation_keeps_the_best_epoch(encoder_dir):
+    from udfs.field_student import Validation
+
+    members, jobs, ids, probs, grades = _task(12, seed=10)
+    held_members, held_jobs, _, _, held_grades = _task(6, seed=11)
+    seen: list[float] = []
+
+    def metric(scores: np.ndarray) -> float:
+        seen.append(_auc(scores, held_grades))
+        return seen[-1]
+
+    student = _student(encoder_dir)
+    cfg = train_config(DistillConfig, "student.fields", epochs=6, batch_members=4, seed=0)
+    history = train_field_student(
+        student,
+        members,
+        jobs,
+        ids,
+        probs,
+        cfg,
+        show_progress=False,
+        validation=Validation(held_members, held_jobs, metric),
+    )
+    assert [h["validation"] for h in history] == seen and len(seen) == 6
+    chosen = [k for k, h in enumerate(history) if h.get("selected")]
+    assert chosen == [int(np.argmax(seen))]  # the first best epoch's weights are kept
+    assert _auc(student.scores(held_members, held_jobs), held_grades) == max(seen)

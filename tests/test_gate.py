@@ -11,6 +11,7 @@ from jobs.models.registry import Registry
 from tests.conftest import train_config
 
 GATE = GateSettings(
+    min_gain_over_rules=0.0,
     min_gain_over_prefilter=0.0,
     max_regression_vs_production=0.01,
     min_teacher_ndcg_share=0.95,
@@ -19,8 +20,14 @@ GATE = GateSettings(
 )
 
 
-def _compared(pre_low=0.03, prod_low=None, share=0.99):
+def _compared(pre_low=0.03, prod_low=None, share=0.99, rules_low=0.02):
     rows = [
+        {
+            "baseline": "rules",
+            "statistic": "difference",
+            "estimate": rules_low + 0.02,
+            "ci_low": rules_low,
+        },
         {
             "baseline": "prefilter",
             "statistic": "difference",
@@ -79,13 +86,17 @@ def _table(band_student=0.80, small_band_student=0.0):
 
 def test_a_good_student_passes_every_check():
     checks = gate_checks(_compared(prod_low=0.0), _table(), GATE)
-    assert [c["passed"] for c in checks] == [True] * 4
-    assert checks[0]["value"] == pytest.approx(0.03)
+    assert [c["passed"] for c in checks] == [True] * 5
+    assert checks[0]["check"].startswith("beats the rules baseline")
+    assert checks[0]["value"] == pytest.approx(0.02)
+    assert checks[1]["value"] == pytest.approx(0.03)
 
 
 @pytest.mark.parametrize(
     ("compared", "table", "failing"),
     [
+        (_compared(rules_low=-0.01), _table(), "beats the rules baseline"),
+        (_compared(rules_low=0.0), _table(), "beats the rules baseline"),  # must be above 0
         (_compared(pre_low=-0.01), _table(), "beats the prefilter"),
         (_compared(prod_low=-0.05), _table(), "no regression vs production"),
         (_compared(share=0.90), _table(), "teacher NDCG share"),
