@@ -82,8 +82,14 @@ def train_config(cls, section: str, **changes):
 
 def cookbook_args(warehouse, *extra) -> list[str]:
     """Overrides for a small cookbook: a 400 x 150 world (5% bad rows, 10% injections), the
-    simulated judge, the field student on the shipped MiniLM-L6 and the default gate, with
-    every member's candidate list graded (gold) and 40% of members held out."""
+    simulated judge, the field student on the shipped MiniLM-L6 and the default gate but two
+    checks, with every member's candidate list graded (gold) and 40% of members held out.
+
+    The two checks: on this world a text-reading student learns from ~1,800 labels only, and
+    measured -0.009 [-0.030, +0.014] NDCG@10 against the rules baseline at 95.0% of its teacher
+    (2026-12-03); on the default sample (~16k labels) it beats the rules on three seeds at
+    98-102% of the teacher (bench/quality_seeds.py, docs/benchmarks.md). Here the rules check is
+    off and the teacher share needs 90%; tests/test_gate.py tests both checks on their own."""
     return [
         f"warehouse={warehouse}",
         "world.members=400",
@@ -96,6 +102,8 @@ def cookbook_args(warehouse, *extra) -> list[str]:
         "eval.heldout_share=0.4",
         "eval.bootstrap_samples=300",
         "student.fields.epochs=15",
+        "gate.min_gain_over_rules=-1",
+        "gate.min_teacher_ndcg_share=0.9",
         *extra,
     ]
 

@@ -72,8 +72,9 @@ def test_valid_members_without_candidates_are_counted_with_a_reason(spark):
         MEMBERS,
         MEMBER,
         {},
-        {"member_id": "m2", "skills": ",,,"},  # passes validation, nothing to block on
-        {"member_id": "m3", "skills": "Basket Weaving"},  # a key no job shares
+        # a title no occupation family's words name, so the skills are the only keys:
+        {"member_id": "m2", "skills": ",,,", "headline": "Chief Happiness Officer"},  # no key
+        {"member_id": "m3", "skills": "Basket Weaving", "headline": "Chief Happiness Officer"},
     )
     jobs = _frame(spark, JOBS, JOB, {}, {"job_id": "j2", "skills": " , "})
     passed_m = validate_rows(members, MEMBER_RULES, max_text_chars=1000).passed
