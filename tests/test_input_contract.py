@@ -76,7 +76,9 @@ def test_valid_members_without_candidates_are_counted_with_a_reason(spark):
         {"member_id": "m2", "skills": ",,,", "headline": "Chief Happiness Officer"},  # no key
         {"member_id": "m3", "skills": "Basket Weaving", "headline": "Chief Happiness Officer"},
     )
-    jobs = _frame(spark, JOBS, JOB, {}, {"job_id": "j2", "skills": " , "})
+    jobs = _frame(
+        spark, JOBS, JOB, {}, {"job_id": "j2", "skills": " , ", "title": "Chief Happiness Officer"}
+    )
     passed_m = validate_rows(members, MEMBER_RULES, max_text_chars=1000).passed
     passed_j = validate_rows(jobs, JOB_RULES, max_text_chars=1000).passed
     assert passed_m.count() == 3 and passed_j.count() == 2  # all valid rows
