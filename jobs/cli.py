@@ -107,13 +107,19 @@ for _step in STEPS:
 @cli.command()
 @CONF
 @DATE
+@click.option(
+    "--pairs",
+    type=click.IntRange(min=5),
+    default=None,
+    help="Grade this many held-out gold pairs, grade-balanced (default: all); for a slow judge.",
+)
 @OVERRIDES
-def calibrate(conf_path, run_date, overrides) -> None:
+def calibrate(conf_path, run_date, pairs, overrides) -> None:
     """The teacher against the held-out gold labels: weighted kappa and confusion per slice."""
     from jobs import judge
 
     settings, day = load_settings(conf_path, overrides), _date(run_date)
-    result = judge.calibrate(_session(settings), settings, day, run_id=new_run_id(day))
+    result = judge.calibrate(_session(settings), settings, day, run_id=new_run_id(day), pairs=pairs)
     click.echo(judge.format_calibration(result["table"]))
 
 

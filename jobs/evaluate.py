@@ -26,7 +26,14 @@ from jobs.config.policy import load_policy
 from jobs.config.settings import EvalSettings, GateSettings, Settings
 from jobs.models.cards import model_version
 from jobs.models.inference import grade_model, label_pairs, scored_pairs
-from jobs.models.roles import GOLD_HINT, STUDENTS, latest_student, teacher_config
+from jobs.models.roles import (
+    GOLD_HINT,
+    STUDENTS,
+    latest_student,
+    rules_config,
+    teacher_config,
+    teacher_version,
+)
 from jobs.pairs.sampling import member_segments
 from jobs.quality import metrics
 from jobs.quality.report import write_report
@@ -74,19 +81,6 @@ def graded_frame(
     ).toPandas()
     out["grade_probs"] = out.grade_probs.map(np.asarray)
     return out
-
-
-def rules_config(settings: Settings) -> TeacherConfig:
-    """The rules baseline as a grade model: it reads the declared fields only."""
-    s = settings.scoring
-    return TeacherConfig(
-        "rules",
-        "",
-        s.member_template,
-        s.job_template,
-        member_fields=policy_rules.MEMBER_FIELDS,
-        job_fields=policy_rules.JOB_FIELDS,
-    )
 
 
 def model_frame(
@@ -253,12 +247,12 @@ def evaluate(
         frames = {
             "student": model_frame(pairs, members, jobs, student, settings),
             "teacher": graded_frame(pairs, members, jobs, teacher),
-            "rules": graded_frame(pairs, members, jobs, rules_config(settings)),
+            "rules": graded_frame(pairs, members, jobs, rules_config(settings)),  # declared fields
             **baseline_frames(local, settings.eval.seed),
         }
         versions = {
             "student": model_version(student),
-            "teacher": model_version(teacher.model_dir),
+            "teacher": teacher_version(teacher),
             "rules": policy_rules.VERSION,
             "prefilter": "prefilter",
             "random": f"random-{settings.eval.seed}",

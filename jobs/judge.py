@@ -11,14 +11,20 @@ import numpy as np
 import pandas as pd
 from delta.exceptions import ConcurrentAppendException
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from jobs.config.policy import load_policy
 from jobs.config.settings import Settings
-from jobs.models.cards import ModelCard, content_hash, model_version
+from jobs.models.cards import ModelCard, content_hash
 from jobs.models.inference import label_pairs, task_resources
-from jobs.models.roles import GOLD_HINT, code_version, teacher_config, teacher_dir
+from jobs.models.roles import (
+    GOLD_HINT,
+    code_version,
+    teacher_config,
+    teacher_dir,
+    teacher_version,
+)
 from jobs.quality import metrics
 from jobs.quality.splits import is_heldout, is_training
 from jobs.runtime.errors import PolicyrankError
@@ -146,7 +152,7 @@ def label(
     """Label the date's sampled pairs not yet labelled by this (teacher, policy, prompt)."""
     policy = load_policy(settings.teacher.policy_path)
     config = teacher_config(settings, policy)
-    teacher_id, prompt_hash = model_version(config.model_dir), config.prompt_hash
+    teacher_id, prompt_hash = teacher_version(config), config.prompt_hash
     wh = Warehouse.of(settings, spark)
     sampled = wh.day("sampled_pairs", run_date, hint="run `policyrank sample --date D` first")
     labels_of = (teacher_id, policy.version, prompt_hash)
@@ -258,6 +264,17 @@ def _append_labels(
 # ---------------------------------------------------------------- calibrate
 
 
+def _spearman(part: pd.DataFrame) -> float | None:
+    """Spearman correlation of the expected grade with the gold grade (None when undefined)."""
+    from scipy.stats import spearmanr
+
+    if "expected_grade" not in part or len(part) < 2:
+        return None
+    if part.gold_grade.nunique() < 2 or part.expected_grade.nunique() < 2:
+        return None
+    return float(spearmanr(part.expected_grade, part.gold_grade).statistic)
+
+
 def calibration_rows(graded: pd.DataFrame) -> list[dict]:
     """Kappa, exact agreement and confusion per slice of ``gold_grade`` vs ``grade``."""
     occupation = graded.stratum.str.split("|").str[0]
@@ -286,12 +303,26 @@ def calibration_rows(graded: pd.DataFrame) -> list[dict]:
                 "exact_agreement": float((part.gold_grade == part.grade).mean())
                 if len(part)
                 else 0.0,
+                "spearman": _spearman(part),
                 "confusion": json.dumps(
                     metrics.confusion_matrix(part.gold_grade, part.grade).tolist()
                 ),
             }
         )
     return rows
+
+
+def balanced_sample(gold: DataFrame, pairs: int, seed: int = 0) -> DataFrame:
+    """At most ``pairs`` gold pairs, as many of each gold grade as there are (up to
+    ``ceil(pairs / 5)``), each grade's first by a hash of the pair: the same pairs for every
+    judge graded with the same ``pairs``."""
+    per_grade = -(-pairs // len(GRADES))
+    order = Window.partitionBy("gold_grade").orderBy(
+        F.xxhash64("member_id", "job_id", F.lit(seed)), "member_id", "job_id"
+    )
+    return (
+        gold.withColumn("_n", F.row_number().over(order)).where(F.col("_n") <= per_grade).drop("_n")
+    )
 
 
 def calibrate(
@@ -301,18 +332,31 @@ def calibrate(
     *,
     run_id: str,
     inputs: Inputs | None = None,
+    pairs: int | None = None,
 ) -> dict:
-    """Grade the held-out gold pairs with the teacher and compare with the gold grades."""
+    """Grade the held-out gold pairs with the teacher and compare with the gold grades; with
+    ``pairs``, only that many, grade-balanced (:func:`balanced_sample`), for a slow judge."""
     policy = load_policy(settings.teacher.policy_path)
     config = teacher_config(settings, policy)
-    teacher_id = model_version(config.model_dir)
+    teacher_id = teacher_version(config)
     wh = Warehouse.of(settings, spark)
     heldout = wh.read("gold_labels", hint=GOLD_HINT).where(is_heldout(settings.eval))
+    if pairs is not None:
+        heldout = balanced_sample(heldout, pairs)
     members, jobs = read_validated(wh, settings.validation, inputs)
     labelled, _ = label_pairs(heldout.select("member_id", "job_id"), members, jobs, config)
     graded = (
         labelled.join(heldout, ["member_id", "job_id"])
-        .select("member_id", "job_id", "stratum", "source", "injected", "gold_grade", "grade")
+        .select(
+            "member_id",
+            "job_id",
+            "stratum",
+            "source",
+            "injected",
+            "gold_grade",
+            "grade",
+            "expected_grade",
+        )
         .toPandas()
         .fillna({"stratum": "unknown|unknown|unknown", "source": "unknown", "injected": False})
     )
@@ -345,10 +389,12 @@ def calibrate(
 
 def format_calibration(rows: pd.DataFrame) -> str:
     head = rows[~rows.slice.str.startswith("occupation:")]
-    lines = ["| slice | pairs | weighted kappa | exact agreement |", "| --- | ---: | ---: | ---: |"]
+    lines = ["| slice | pairs | weighted kappa | exact agreement | Spearman |"]
+    lines.append("| --- | ---: | ---: | ---: | ---: |")
     for r in head.itertuples():
         kappa = "n/a" if pd.isna(r.weighted_kappa) else f"{r.weighted_kappa:.3f}"
-        lines.append(f"| {r.slice} | {r.pairs:,} | {kappa} | {r.exact_agreement:.3f} |")
+        rho = "n/a" if pd.isna(r.spearman) else f"{r.spearman:.3f}"
+        lines.append(f"| {r.slice} | {r.pairs:,} | {kappa} | {r.exact_agreement:.3f} | {rho} |")
     overall = json.loads(rows.set_index("slice").loc["overall", "confusion"])
     lines += ["", "confusion (rows = gold grade 0-4, columns = teacher grade 0-4):"]
     lines += ["  " + " ".join(f"{v:6d}" for v in row) for row in overall]

@@ -24,8 +24,15 @@ from pyspark.sql import functions as F
 
 from jobs.config.policy import load_policy
 from jobs.config.settings import Settings
-from jobs.models.cards import ModelCard, content_hash, model_version
-from jobs.models.roles import STUDENTS, code_version, field_config, shipped_minilm, teacher_config
+from jobs.models.cards import ModelCard, content_hash
+from jobs.models.roles import (
+    STUDENTS,
+    code_version,
+    field_config,
+    shipped_minilm,
+    teacher_config,
+    teacher_version,
+)
 from jobs.quality import metrics
 from jobs.quality.splits import is_training, is_validation
 from jobs.runtime.errors import PolicyrankError
@@ -70,7 +77,7 @@ def train(
 
     policy = load_policy(settings.teacher.policy_path)
     teacher = teacher_config(settings, policy)
-    teacher_id = model_version(teacher.model_dir)
+    teacher_id = teacher_version(teacher)
     wh = Warehouse.of(settings, spark)
     # lineage: the version recorded is the one read
     table, data_version = wh.read_pinned(

@@ -311,6 +311,12 @@ JUDGE_CALIBRATION = Table(
         ),
         Column("exact_agreement", _D, False, "Share of pairs where teacher grade = gold grade."),
         Column(
+            "spearman",
+            _D,
+            True,
+            "Spearman correlation of the teacher's expected grade with the gold grade.",
+        ),
+        Column(
             "confusion", _S, False, "5x5 confusion matrix as JSON, rows = gold, cols = teacher."
         ),
         Column("run_id", _S, False, "Identifier of the run that wrote the row."),

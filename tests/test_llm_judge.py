@@ -476,10 +476,74 @@ def test_shared_prefix_across_model_families(tiny_folder, tmp_path, family, conf
     np.testing.assert_allclose(shared, reference, atol=TOLERANCE)
 
 
-def test_sliding_window_shorter_than_the_prompt_fails_clearly(tiny_folder, tmp_path):
+def test_sliding_window_shorter_than_the_prompt_falls_back_never_wrong(
+    tiny_folder, tmp_path, capsys
+):
     folder = _tiny_variant(tiny_folder, tmp_path / "model", "Mistral", sliding_window=64)
     with pytest.raises(RuntimeError, match=r"does not support this model: sliding-window"):
-        LLMJudge.load(folder, POLICY, Placement("cpu", "float32"))
+        LLMJudge.load(folder, POLICY, Placement("cpu", "float32"), prefix_mode="shared")
+    judge = LLMJudge.load(folder, POLICY, Placement("cpu", "float32"))  # auto: shared, copy, full
+    said = capsys.readouterr().err
+    assert "cannot use prefix_mode='shared' (" in said and "sliding-window" in said
+    assert judge.prefix_mode in ("copy", "full")
+    graded = judge.grade(MEMBERS, JOBS).probs
+    full = judge.grade(MEMBERS, JOBS, use_prefix_cache=False).probs
+    np.testing.assert_allclose(graded, full, atol=TOLERANCE)
+
+
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def chat_folder(tmp_path_factory):
+    """The tiny model with a ChatML chat template on its tokenizer."""
+    from transformers import AutoTokenizer
+
+    folder = build_tiny_causal_lm(
+        tmp_path_factory.mktemp("models") / "tiny-chat",
+        corpus=[POLICY, *MEMBERS, *JOBS, "<|im_start|> user assistant <|im_end|>"],
+        initializer_range=0.5,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = CHATML
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_chat_prompt_shares_its_prefix_and_ends_in_the_assistant_turn(chat_folder):
+    judge = LLMJudge.load(chat_folder, POLICY, Placement("cpu", "float32"), cpu_threads=1)
+    prompt = judge.prompt
+    assert prompt.prompt_format == "chat"  # auto: the tokenizer has a template
+    assert prompt.prefix_text.startswith("<|im_start|>user\n" + build_prefix(POLICY)[:40])
+    assert prompt.answer_cue == "<|im_end|>\n<|im_start|>assistant\nGrade (0-4):"
+    tok = prompt.tokenizer
+    ids = prompt.prefix_ids + prompt.suffix_ids(["a"], ["b"])[0]
+    whole = tok.apply_chat_template(
+        [{"role": "user", "content": build_prefix(POLICY) + render_pair("a", "b", "")}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    assert tok.decode(ids) == tok.decode(tok(whole + "Grade (0-4):", add_special_tokens=False)[
+        "input_ids"])  # fmt: skip
+    assert judge.prefix_mode == "shared"  # verified against full prompts at load
+    shared = judge.grade(MEMBERS, JOBS).probs
+    np.testing.assert_allclose(
+        shared, judge.grade(MEMBERS, JOBS, use_prefix_cache=False).probs, atol=TOLERANCE
+    )
+    plain = LLMJudge.load(chat_folder, POLICY, Placement("cpu", "float32"), prompt_format="plain")
+    assert plain.prompt.prompt_format == "plain"
+    assert not np.allclose(plain.grade(MEMBERS, JOBS).probs, shared)
+    with pytest.raises(ValueError, match="no chat template"):
+        JudgePrompt(build_tokenizer(), POLICY, prompt_format="chat")
+
+
+def test_a_grade_written_with_or_without_a_space_counts_once(judge):
+    variants = judge.prompt.grade_variants
+    assert [len(v) for v in variants] == [1] * 5  # this tokenizer drops the space
+    assert [v[0] for v in variants] == judge.prompt.grade_ids
 
 
 def test_a_model_that_bypasses_the_attention_interface_fails_clearly(judge, monkeypatch):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -114,7 +115,8 @@ def sanitize_untrusted(text: str | None) -> str:
 
 
 def _pieces(member: str, job: str, answer_cue: str = ANSWER_CUE) -> tuple[str, ...]:
-    """The suffix as five pieces: head, member text, middle, job text, tail (with the cue)."""
+    """The suffix as five pieces: head, member text, middle, job text, tail (with the cue; in a
+    chat prompt the cue starts with the end of the user turn and the assistant's header)."""
     return (
         f"{MEMBER_OPEN}\n",
         member,
@@ -122,6 +124,38 @@ def _pieces(member: str, job: str, answer_cue: str = ANSWER_CUE) -> tuple[str, .
         job,
         f"\n{JOB_CLOSE}{answer_cue}",
     )
+
+
+PromptFormat = Literal["auto", "plain", "chat"]
+PROMPT_FORMATS = ("auto", "plain", "chat")
+_PAIR_SLOT = "\u0000PAIR\u0000"  # where the pair goes in a rendered chat template
+
+
+def chat_frame(tokenizer, prefix_text: str, answer_cue: str = ANSWER_CUE) -> tuple[str, str]:
+    """(prefix, cue) of a chat prompt: the tokenizer's chat template around one user turn that
+    holds the policy prefix then the pair, with the assistant's turn opened and the answer cue
+    after it. Everything before the pair is the shared prefix; the end of the user turn, the
+    assistant's header and the cue close every suffix.
+
+    The whole instruction sits in the user turn (some templates have no system role)."""
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
+        raise ValueError("prompt_format='chat' but the tokenizer has no chat template")
+    messages = [{"role": "user", "content": prefix_text + _PAIR_SLOT}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if text.count(_PAIR_SLOT) != 1:
+        raise ValueError("the chat template does not keep the user's text verbatim")
+    before, after = text.split(_PAIR_SLOT)
+    return before, after + answer_cue.lstrip("\n")
+
+
+def resolve_format(tokenizer, prompt_format: str) -> str:
+    """``auto``: ``chat`` when the tokenizer has a chat template, else ``plain``."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"prompt_format={prompt_format!r}: expected one of {PROMPT_FORMATS}")
+    if prompt_format == "auto":
+        return "chat" if getattr(tokenizer, "chat_template", None) else "plain"
+    return prompt_format
 
 
 def render_pair(member_text: str, job_text: str, answer_cue: str = ANSWER_CUE) -> str:
@@ -145,35 +179,49 @@ def _encode(tokenizer, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def grade_token_ids(tokenizer, answer_cue: str = ANSWER_CUE) -> list[int]:
-    """Token ids of the grades "0".."4" as they follow the answer cue, in grade order.
+def grade_token_variants(tokenizer, answer_cue: str = ANSWER_CUE) -> list[list[int]]:
+    """Per grade "0".."4", the token ids that write it right after the answer cue: the bare
+    digit and the digit with a leading space, where either is one token in that context.
 
     Checked in context: the suffix's last piece (``"\\n</job_post>" + answer_cue``) is tokenized
-    with and without each digit appended; the digit must add exactly one token and leave the
-    others unchanged (a tokenizer that merges ``":3"`` into one token fails), must not be the
-    unknown token, and the five ids must differ.
+    with and without the grade appended; a variant counts when it adds exactly one token and
+    leaves the others unchanged (a tokenizer that merges ``":3"`` into one token has none), and is
+    not the unknown token. Every grade needs one, and no id may write two grades.
+    """
+    context = _pieces("", "", answer_cue)[-1]
+    base = _encode(tokenizer, context)
+    variants = []
+    for grade in GRADES:
+        digit, found, tried = str(grade), [], []
+        for text in (digit, f" {digit}"):
+            full = _encode(tokenizer, context + text)
+            tried.append(tokenizer.convert_ids_to_tokens(full[len(base) - 1 :]))
+            if len(full) != len(base) + 1 or full[: len(base)] != base:
+                continue
+            if tokenizer.unk_token_id is not None and full[-1] == tokenizer.unk_token_id:
+                raise ValueError(f"grade {digit!r} is the tokenizer's unknown token")
+            if full[-1] not in found:
+                found.append(int(full[-1]))
+        if not found:
+            raise ValueError(
+                f"grade {digit!r} is not exactly one token after the answer cue "
+                f"{answer_cue!r}: the cue's end + {digit!r} tokenizes as {tried[0]}"
+            )
+        variants.append(found)
+    flat = [i for ids in variants for i in ids]
+    if len(set(flat)) != len(flat):
+        raise ValueError(f"grade tokens are not distinct: {variants}")
+    return variants
+
+
+def grade_token_ids(tokenizer, answer_cue: str = ANSWER_CUE) -> list[int]:
+    """The first token id of each grade "0".."4" after the answer cue, in grade order
+    (:func:`grade_token_variants`).
 
     >>> grade_token_ids(AutoTokenizer.from_pretrained("models/judge", local_files_only=True))
     [15, 16, 17, 18, 19]
     """
-    context = _pieces("", "", answer_cue)[-1]
-    base = _encode(tokenizer, context)
-    ids = []
-    for grade in GRADES:
-        digit = str(grade)
-        full = _encode(tokenizer, context + digit)
-        if len(full) != len(base) + 1 or full[: len(base)] != base:
-            pieces = tokenizer.convert_ids_to_tokens(full[len(base) - 1 :])
-            raise ValueError(
-                f"grade {digit!r} is not exactly one token after the answer cue "
-                f"{answer_cue!r}: the cue's end + {digit!r} tokenizes as {pieces}"
-            )
-        if tokenizer.unk_token_id is not None and full[-1] == tokenizer.unk_token_id:
-            raise ValueError(f"grade {digit!r} is the tokenizer's unknown token")
-        ids.append(int(full[-1]))
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"grade tokens are not distinct: {ids}")
-    return ids
+    return [ids[0] for ids in grade_token_variants(tokenizer, answer_cue)]
 
 
 class JudgePrompt:
@@ -192,14 +240,23 @@ class JudgePrompt:
         policy_text: str,
         max_pair_tokens: int = 512,
         answer_cue: str = ANSWER_CUE,
+        prompt_format: PromptFormat = "plain",
     ):
         self.tokenizer = tokenizer
-        self.prefix_text = build_prefix(policy_text)
-        ids = list(tokenizer(self.prefix_text)["input_ids"])  # with BOS where the model uses one
-        if ids and tokenizer.eos_token_id is not None and ids[-1] == tokenizer.eos_token_id:
-            ids = ids[:-1]  # a post-processor's EOS would end the prompt before the pair
+        self.prompt_format = resolve_format(tokenizer, prompt_format)
+        if self.prompt_format == "chat":
+            # the template writes its own special tokens (BOS, turn markers)
+            self.prefix_text, answer_cue = chat_frame(tokenizer, build_prefix(policy_text))
+            ids = _encode(tokenizer, self.prefix_text)
+        else:
+            self.prefix_text = build_prefix(policy_text)
+            ids = list(tokenizer(self.prefix_text)["input_ids"])  # with BOS where it uses one
+            if ids and tokenizer.eos_token_id is not None and ids[-1] == tokenizer.eos_token_id:
+                ids = ids[:-1]  # a post-processor's EOS would end the prompt before the pair
+        self.answer_cue = answer_cue
         self.prefix_ids = ids
-        self.grade_ids = grade_token_ids(tokenizer, answer_cue)
+        self.grade_variants = grade_token_variants(tokenizer, answer_cue)
+        self.grade_ids = [ids[0] for ids in self.grade_variants]
         head, _, middle, _, tail = _pieces("", "", answer_cue)
         self._head, self._middle, self._tail = (_encode(tokenizer, p) for p in (head, middle, tail))
         fixed = len(self._head) + len(self._middle) + len(self._tail)
@@ -239,8 +296,8 @@ class JudgePrompt:
 
 # ------------------------------------------------------------------ shared-prefix attention
 
-PrefixMode = Literal["shared", "copy"]
-PREFIX_MODES = ("shared", "copy")
+PrefixMode = Literal["shared", "copy", "full"]
+PREFIX_MODES = ("shared", "copy", "full")  # "full": no prefix reuse, the whole prompt per pair
 SHARED_ATTENTION = "policyrank_shared_prefix"  # the name registered in transformers' interface
 # Prefix scores are computed in row chunks of at most this many elements (kv heads x rows x
 # prefix tokens, 256 MiB in float32) so that their memory does not grow with the batch.
@@ -456,7 +513,13 @@ class LLMJudge:
         self._pad_id = prompt.tokenizer.pad_token_id
         if self._pad_id is None:
             self._pad_id = prompt.tokenizer.eos_token_id or 0  # pads are masked; any id will do
-        self._grade_index = torch.tensor(prompt.grade_ids, device=placement.device)
+        flat = [i for ids in prompt.grade_variants for i in ids]
+        self._grade_index = torch.tensor(flat, device=placement.device)
+        # column k of the gathered logits writes grade _grade_of[k] (one or two ids per grade)
+        self._grade_of = torch.tensor(
+            [g for g, ids in enumerate(prompt.grade_variants) for _ in ids],
+            device=placement.device,
+        )
         self._prefix_kv = self._prefill(prompt.prefix_ids)
         _register_shared_attention()
 
@@ -470,31 +533,53 @@ class LLMJudge:
         token_budget: int = 8192,
         max_pair_tokens: int = 512,
         max_batch_pairs: int | None = None,
-        prefix_mode: PrefixMode = "shared",
+        prefix_mode: PrefixMode | Literal["auto"] = "auto",
+        prompt_format: PromptFormat = "auto",
         cpu_threads: int | None = None,
         verify: bool = True,
     ) -> LLMJudge:
         """Load ``AutoModelForCausalLM`` + ``AutoTokenizer`` from a local folder (no download)
         in the placement's device and dtype, and prefill the policy prefix.
 
-        With ``verify`` (the default), :meth:`verify` checks prefix reuse (in ``prefix_mode``)
-        against the full prompt and the model's own ``forward`` and raises ``RuntimeError`` when
-        the model does not support it.
+        ``prompt_format``: ``chat`` wraps the prompt in the tokenizer's chat template (the
+        policy and the pair in one user turn, the answer cue after the assistant's header),
+        ``plain`` is a bare completion, ``auto`` picks chat when the tokenizer has a template.
+
+        With ``verify`` (the default), :meth:`verify` checks prefix reuse against the full prompt
+        and the model's own ``forward``. ``prefix_mode="auto"`` tries ``shared``, then ``copy``,
+        then ``full`` (no reuse), saying on stderr why a mode was left (a sliding window shorter
+        than the prompt, softcapped attention, ...): never a wrong grade. An explicit mode that
+        the model does not support raises ``RuntimeError``.
         """
         model, tokenizer = load_pretrained(
             "AutoModelForCausalLM", model_dir, placement, cpu_threads
         )
-        prompt = JudgePrompt(tokenizer, policy_text, max_pair_tokens)
+        prompt = JudgePrompt(tokenizer, policy_text, max_pair_tokens, prompt_format=prompt_format)
+        modes = PREFIX_MODES if prefix_mode == "auto" else (_check_mode(prefix_mode),)
         judge = cls(
             model,
             prompt,
             placement,
             token_budget=token_budget,
             max_batch_pairs=max_batch_pairs,
-            prefix_mode=prefix_mode,
+            prefix_mode=modes[0],
         )
-        if verify:
-            judge.verify()
+        for k, mode in enumerate(modes):
+            judge.prefix_mode = mode
+            if not verify:
+                break
+            try:
+                judge.verify()
+                break
+            except RuntimeError as err:
+                if k == len(modes) - 1:
+                    raise
+                print(
+                    f"[policyrank] llm judge: {type(model).__name__} cannot use prefix_mode="
+                    f"{mode!r} ({err}); using {modes[k + 1]!r}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         return judge
 
     @property
@@ -536,6 +621,7 @@ class LLMJudge:
         import torch
 
         mode = _check_mode(prefix_mode or self.prefix_mode)
+        use_prefix_cache = use_prefix_cache and mode != "full"
         suffixes = self.prompt.suffix_ids(list(member_texts), list(job_texts))
         out = np.empty((len(suffixes), len(GRADES)), dtype=np.float32)
         if not suffixes:
@@ -586,8 +672,8 @@ class LLMJudge:
                 kwargs["logits_to_keep"] = 1  # the full vocabulary at every position is huge
             logits = self.model(
                 input_ids=torch.tensor([ids], device=self.placement.device), **kwargs
-            ).logits[:, -1, self._grade_index]
-        reference = logits.float().cpu().numpy()
+            ).logits[:, -1]
+        reference = self._grade_logits(logits).float().cpu().numpy()
         probs = [GradeDistribution.from_logits(x).probs for x in (cached, full, reference)]
         diff = float(max(np.abs(probs[0] - probs[1]).max(), np.abs(probs[1][:1] - probs[2]).max()))
         tolerance = 1e-4 if self.placement.dtype_name == "float32" else 5e-2
@@ -696,10 +782,21 @@ class LLMJudge:
 
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         at = torch.tensor(last, device=hidden.device)
-        logits = self._lm_head(hidden[rows, at])[:, self._grade_index]
+        logits = self._lm_head(hidden[rows, at])
         if self._softcap:  # Gemma-2 style final softcapping, as the model's own forward does
             logits = torch.tanh(logits / self._softcap) * self._softcap
-        return logits
+        return self._grade_logits(logits)
+
+    def _grade_logits(self, logits):
+        """(B, 5): per grade, the log-sum-exp of the logits of the tokens that write it."""
+        import torch
+
+        picked = logits[:, self._grade_index].float()
+        out = picked.new_full((picked.shape[0], len(GRADES)), float("-inf"))
+        for k in range(picked.shape[1]):
+            g = int(self._grade_of[k])
+            out[:, g] = torch.logaddexp(out[:, g], picked[:, k])
+        return out
 
 
 def _check_mode(mode: str) -> PrefixMode:

@@ -46,6 +46,7 @@ class TeacherConfig:
     member_template: str
     job_template: str
     policy_text: str = ""  # the llm backend's prefix holds the whole policy
+    prompt_format: str = "auto"  # llm: chat template (when the tokenizer has one) or plain text
     max_length: int = 256
     token_budget: int = 8192  # padded tokens per forward pass on CPU
     gpu_token_budget: int = 65536  # and on a GPU
@@ -76,6 +77,8 @@ class TeacherConfig:
 
             fields["prefix"] = build_prefix(self.policy_text)
             fields["pair"] = render_pair("{member}", "{job}")
+        else:
+            fields.pop("prompt_format")  # only the llm backends have a prompt to format
         blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -143,6 +146,7 @@ def _llm(config: TeacherConfig, placement: Placement) -> Teacher:
         placement,
         token_budget=config.budget_for(placement),
         max_pair_tokens=config.max_length,
+        prompt_format=config.prompt_format,
         cpu_threads=config.cpu_threads,
     )
     return TextJudge(judge, config.member_template, config.job_template)

@@ -140,6 +140,7 @@ class TeacherSettings:
     backend: str
     model_dir: str | None
     policy_path: str | None
+    prompt_format: str
     member_template: str
     job_template: str
     inference: InferenceOverrides

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jobs.config.policy import Policy
 from jobs.config.settings import Settings
-from jobs.models.cards import CARD
+from jobs.models.cards import CARD, model_version
 from jobs.runtime.errors import PolicyrankError
 from jobs.warehouse.tables import Warehouse
 from udfs.pair_text import template_fields
@@ -36,12 +36,65 @@ def teacher_dir(settings: Settings) -> Path:
     raise PolicyrankError(f"teacher.backend {backend!r} needs teacher.model_dir")
 
 
+def _gguf_file(path: Path) -> Path | None:
+    from udfs.gguf import find_gguf
+
+    try:
+        return find_gguf(path)
+    except ValueError as err:
+        raise PolicyrankError(str(err)) from err
+
+
 def teacher_ready(settings: Settings) -> bool:
+    if settings.teacher.backend == "rules":
+        return True
     path = teacher_dir(settings)
-    return (path / "config.json").is_file() or (path / "judge.json").is_file()
+    folder = (path / "config.json").is_file() or (path / "judge.json").is_file()
+    return folder or _gguf_file(path) is not None
+
+
+def llm_folder(settings: Settings, path: Path) -> Path:
+    """The Hugging Face folder an LLM judge loads from: ``path`` itself, or, for a GGUF file (or
+    a folder holding one), its dequantized copy under ``<models_dir>/gguf`` (made once)."""
+    from udfs.gguf import MissingExtra, dequantized_folder
+
+    gguf = _gguf_file(path)
+    if gguf is None:
+        return path
+    try:
+        return dequantized_folder(gguf, Warehouse.of(settings).models_dir / "gguf")
+    except MissingExtra as err:
+        raise PolicyrankError(str(err)) from err
+
+
+def teacher_version(config: TeacherConfig) -> str:
+    """The teacher's id in every label and calibration row: the rules' code version, else the
+    model folder's (its card's version or its content hash)."""
+    if config.backend == "rules":
+        from udfs.policy_rules import VERSION
+
+        return VERSION
+    return model_version(config.model_dir)
+
+
+def rules_config(settings: Settings) -> TeacherConfig:
+    """The rules baseline (:mod:`udfs.policy_rules`) as a grade model: declared fields only."""
+    from udfs.policy_rules import JOB_FIELDS, MEMBER_FIELDS
+
+    s = settings.scoring
+    return TeacherConfig(
+        "rules",
+        "",
+        s.member_template,
+        s.job_template,
+        member_fields=MEMBER_FIELDS,
+        job_fields=JOB_FIELDS,
+    )
 
 
 def teacher_config(settings: Settings, policy: Policy) -> TeacherConfig:
+    if settings.teacher.backend == "rules":
+        return rules_config(settings)
     path = teacher_dir(settings)
     if not teacher_ready(settings):
         how = {
@@ -50,12 +103,15 @@ def teacher_config(settings: Settings, policy: Policy) -> TeacherConfig:
         }.get(settings.teacher.backend, "set teacher.model_dir to the judge's folder")
         raise PolicyrankError(f"no teacher model at {path}: {how}")
     t, inf = settings.teacher, settings.inference_for("teacher")
+    if t.backend in ("llm", "vllm"):
+        path = llm_folder(settings, path)
     return TeacherConfig(
         backend=t.backend,
         model_dir=str(path),
         member_template=t.member_template,
         job_template=t.job_template,
         policy_text=policy.body,
+        prompt_format=t.prompt_format,
         **inf.batching(),
     )
 
