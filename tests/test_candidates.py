@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from jobs.config.settings import load_settings
@@ -66,48 +67,37 @@ def test_remote_only_members_get_only_remote_jobs(blocked):
     assert pairs.join(remote_only, "member_id").join(onsite, "job_id").count() == 0
 
 
-def test_a_skill_written_another_way_still_meets_its_family_and_a_named_city(spark):
-    """Exact skill keys miss "k8s" / "Kubernetes"; the title family key does not. A city the
-    summary names (a move, a relocation) is a location key too."""
-    members = spark.createDataFrame(
-        [
-            (
-                "m1",
-                "SRE at Acme",
-                "Now in Madrid.",
-                "k8s, Terraform",
-                "senior",
-                "Berlin, DE",
-                "hybrid",
-                "DE",
-            ),
-            (
-                "m2",
-                "Registered Nurse at Umbrella Health",
-                "",
-                "BLS",
-                "mid",
-                "Berlin, DE",
-                "remote",
-                "DE",
-            ),
-        ],  # fmt: skip
-        "member_id string, headline string, summary string, skills string, seniority string, "
-        "location string, remote_preference string, work_authorization string",
-    )
-    jobs = spark.createDataFrame(
-        [
-            ("j1", "Site Reliability Engineer", "Kubernetes", "senior", "Berlin, DE", "onsite"),
-            ("j2", "DevOps Engineer", "Kubernetes", "senior", "Madrid, ES", "hybrid"),
-            ("j3", "Backend Engineer", "Java", "senior", "Paris, FR", "onsite"),
-            ("j4", "Staff Nurse", "Triage", "mid", "Berlin, DE", "onsite"),
-        ],
-        "job_id string, title string, skills string, seniority string, location string, "
-        "workplace_type string",
-    )
-    pairs = candidate_pairs(members, jobs, DEFAULTS.candidates).toPandas()
-    got = set(zip(pairs.member_id, pairs.job_id, strict=True))
-    assert got == {("m1", "j1"), ("m1", "j2")}  # no shared skill string, same family
-    # (m2 wants remote only: the on-site nurse post in Berlin is not formed)
-    shared = pairs.set_index("job_id").prefilter_score
-    assert shared["j1"] == shared["j2"] == pytest.approx(0.3)  # no skill key shared: fit only
+def test_pairs_with_no_skill_string_in_common_meet_through_their_family(blocked):
+    """Exact skill keys miss "k8s" / "Kubernetes" and skills named only in a summary; the title
+    family key forms those pairs. A city the summary names is a location key too."""
+    from udfs.policy_rules import family, parse_title, skill_set
+
+    members, jobs, pairs, _ = blocked
+    m = members.toPandas().set_index("member_id")
+    j = jobs.toPandas().set_index("job_id")
+    p = pairs.toPandas()
+    shared = [
+        len(skill_set(m.skills[a]) & skill_set(j.skills[b]))
+        for a, b in zip(p.member_id, p.job_id, strict=True)
+    ]
+    by_family = p[np.array(shared) == 0]
+    assert len(by_family) > 20
+    for a, b in zip(by_family.member_id, by_family.job_id, strict=True):
+        assert family(parse_title(m.headline[a])[1]) == family(parse_title(j.title[b])[1])
+    # members whose summary names another job city (a move, a relocation) meet its on-site jobs
+    on_site = j[j.workplace_type != "remote"]
+    cities = {loc.split(",")[0] for loc in on_site.location}
+    named = {
+        a: {c for c in cities if c.lower() in s.lower() and not loc.startswith(c)}
+        for a, s, loc, pref in zip(
+            m.index, m.summary.fillna(""), m.location, m.remote_preference, strict=True
+        )
+        if pref != "remote"
+    }
+    met = p.merge(on_site[["location"]], left_on="job_id", right_index=True)
+    via_summary = [
+        (a, loc)
+        for a, loc in zip(met.member_id, met.location, strict=True)
+        if loc.split(",")[0] in named[a]
+    ]
+    assert via_summary

@@ -2,15 +2,18 @@
 trained on shuffled labels is refused, one trained on the teacher's labels is promoted."""
 
 import dataclasses
+import datetime as dt
 
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 
 from jobs.config.settings import GateSettings
 from jobs.evaluate import gate_checks
 from jobs.models.cards import ModelCard
 from jobs.models.registry import Registry
-from tests.conftest import train_config
+from jobs.warehouse.tables import Warehouse
+from tests.conftest import DAY, train_config
 
 GATE = GateSettings(
     min_gain_over_rules=0.0,
@@ -194,7 +197,12 @@ def test_the_gate_promotes_a_distilled_student_and_refuses_a_shuffled_one(spark,
 
     shuffled = _shuffled_student(cookbook, load_settings(None, args))
     day = "2026-11-27"
-    main(["candidates", "--date", day, *args])
+    # that date's candidates are the cookbook day's (same inputs): copied, not recomputed
+    wh = Warehouse.of(load_settings(None, args), spark)
+    copied = wh.day("candidates", dt.date.fromisoformat(DAY)).withColumn(
+        "run_date", F.lit(day).cast("date")
+    )
+    wh.replace_day(copied, "candidates", dt.date.fromisoformat(day), run_id="test-gate-copy")
     main(["evaluate", "--date", day, "--model", str(shuffled), *args])
     with pytest.raises(SystemExit):
         main(["promote", "--date", day, *args])

@@ -26,6 +26,7 @@ from udfs.llm_judge import (
     VLLMJudge,
     build_prefix,
     grade_token_ids,
+    grade_token_variants,
     render_pair,
     sanitize_untrusted,
 )
@@ -152,10 +153,21 @@ def test_grade_tokens_are_single_distinct_tokens_after_the_cue(judge):
     ]
 
 
-def test_grade_tokens_merged_with_the_cue_fail_clearly():
-    merging = build_tokenizer(split_punctuation=False)  # "(0-4):3" is one word
+def test_a_grade_merged_with_the_cue_is_read_from_its_spaced_spelling():
+    merging = build_tokenizer(split_punctuation=False)  # "(0-4):3" is one word, "(0-4): 3" two
+    variants = grade_token_variants(merging)
+    assert [merging.convert_ids_to_tokens(ids) for ids in variants] == [[str(g)] for g in range(5)]
+
+
+def test_grade_tokens_merged_either_way_fail_clearly():
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    # no pre-tokenizer: the whole text is one (unknown) word, with or without the space
+    raw = Tokenizer(models.WordLevel({"[UNK]": 0, "[PAD]": 1}, unk_token="[UNK]"))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]")
     with pytest.raises(ValueError, match=r"grade '0' is not exactly one token after the answer"):
-        grade_token_ids(merging)
+        grade_token_ids(tok)
 
 
 def test_grade_tokens_unknown_to_the_tokenizer_fail_clearly():

@@ -64,13 +64,13 @@ def test_smollm2_grades_through_its_chat_template_with_the_shared_prefix(folder)
         folder, POLICY, Placement("cpu", "float32"), max_pair_tokens=96, cpu_threads=2
     )
     assert type(judge.model).__name__ == "LlamaForCausalLM"
+    # load verified the shared prefix against full prompts and model.forward (1e-4 in float32)
     assert judge.prompt.prompt_format == "chat" and judge.prefix_mode == "shared"
     assert judge.prompt.prefix_text.startswith("<|im_start|>system")  # the template's own
     tok = judge.prompt.tokenizer
-    spelled = [[tok.convert_ids_to_tokens(i).replace("Ġ", " ") for i in ids]
-               for ids in judge.prompt.grade_variants]  # fmt: skip
-    assert spelled == [[str(g), f" {g}"] for g in range(5)]  # byte-level BPE: both spellings
+    spelled = [tok.convert_ids_to_tokens(ids) for ids in judge.prompt.grade_variants]
+    assert spelled == [[str(g)] for g in range(5)]  # " 4" is two tokens here: the bare digit
     shared = judge.grade(MEMBERS, JOBS).probs
-    full = judge.grade(MEMBERS, JOBS, use_prefix_cache=False).probs
-    np.testing.assert_allclose(shared, full, atol=1e-4)
+    full = judge.grade(MEMBERS[:1], JOBS[:1], use_prefix_cache=False).probs
+    np.testing.assert_allclose(shared[:1], full, atol=1e-4)
     assert np.allclose(shared.sum(axis=1), 1.0)

@@ -128,6 +128,6 @@ def test_calibration_reports_kappa_per_slice(spark, cookbook, capsys):
     # every one of them injected, beside the clean slice.
     by_slice = rows.set_index("slice")
     red_team = by_slice.loc["source:red_team"].pairs
-    assert red_team == settings.gold.red_team_pairs == 300
+    assert red_team == settings.gold.red_team_pairs == 100
     assert by_slice.loc["injected"].pairs >= red_team
     assert by_slice.loc["clean"].pairs + by_slice.loc["injected"].pairs == overall.pairs
