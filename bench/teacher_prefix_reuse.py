@@ -15,11 +15,14 @@ three ways, all reading the same five grade-token logits at the last real token:
 The model is a random Llama-architecture causal LM built here (default 4 layers, hidden 256,
 4 heads on 2 KV heads; ``--layers 16 --hidden 2048 --heads 16 --kv-heads 8`` is the 1B-class
 shape) with a word-level tokenizer trained on the policy and the pair texts, so nothing is
-downloaded; its grades are meaningless, its compute is what is measured. ``--device cuda`` runs
-it in bf16, ``cpu`` (default) in float32. The policy is ``conf/policy/job_match.md`` (or
-``--policy-file``); the prefix must be at least 1,000 tokens. Pairs are random (member, job)
-pairs from the synthetic world (``sim/world.py``, about 150 suffix tokens each), every text field
-rendered; Spark-free, so it runs on a GPU box without Java or pyspark.
+downloaded; its grades are meaningless, its compute is what is measured. ``--model-dir`` times a
+real model instead: a Hugging Face folder or a GGUF file (dequantized once into
+``--gguf-cache``), with its own tokenizer and ``--prompt-format`` (auto: its chat template).
+``--device cuda`` runs it in bf16, ``cpu`` (default) in float32. The policy is
+``conf/policy/job_match.md`` (or ``--policy-file``); the prefix must be at least 1,000 tokens.
+Pairs are random (member, job) pairs from the synthetic world (``sim/world.py``, about 150 suffix
+tokens each), every text field rendered; Spark-free, so it runs on a GPU box without Java or
+pyspark.
 
 Timing: one warm-up of each path on a few pairs, then one timed pass of each. The full-prompt
 path is slow (it re-reads the whole policy per pair), so it is timed on the first
@@ -28,6 +31,8 @@ path, and outputs are compared on the pairs both paths graded. Progress goes to 
 report (machine, tokens, markdown table, agreement) to stdout.
 
     .venv/bin/python bench/teacher_prefix_reuse.py --pairs 256 --full-pairs 32
+    .venv/bin/python bench/teacher_prefix_reuse.py --model-dir <SmolLM2-135M-Instruct.Q4_1.gguf> \
+        --pairs 24 --full-pairs 4
     python bench/teacher_prefix_reuse.py --device cuda --layers 16 --hidden 2048 --heads 16 \\
         --kv-heads 8 --pairs 1024 --full-pairs 64
 """
@@ -84,6 +89,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pairs per batch (default: none for shared, 32 for copy)",
     )
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    p.add_argument("--model-dir", type=Path, help="a real model: Hugging Face folder or GGUF file")
+    p.add_argument("--gguf-cache", type=Path, help="where a GGUF file is dequantized (default tmp)")
+    p.add_argument("--prompt-format", default="auto", choices=["auto", "plain", "chat"])
     p.add_argument("--seed", type=int, default=7)
     return p.parse_args(argv)
 
@@ -162,17 +170,24 @@ def main(argv: list[str] | None = None) -> int:
     full_n = min(args.full_pairs, args.pairs)
 
     with tempfile.TemporaryDirectory(prefix="policyrank-judge-bench-") as tmp:
-        say(f"building a {args.layers}-layer, {args.hidden}-wide random causal LM")
-        folder = build_tiny_causal_lm(
-            Path(tmp) / "judge",
-            corpus=[policy, *members, *jobs],
-            hidden_size=args.hidden,
-            num_layers=args.layers,
-            num_heads=args.heads,
-            num_kv_heads=args.kv_heads,
-            intermediate_size=4 * args.hidden,
-            seed=args.seed,
-        )
+        if args.model_dir:
+            from udfs.gguf import dequantized_folder, find_gguf
+
+            gguf = find_gguf(args.model_dir)
+            folder = dequantized_folder(gguf, args.gguf_cache or Path(tmp)) if gguf else None
+            folder = folder or args.model_dir
+        else:
+            say(f"building a {args.layers}-layer, {args.hidden}-wide random causal LM")
+            folder = build_tiny_causal_lm(
+                Path(tmp) / "judge",
+                corpus=[policy, *members, *jobs],
+                hidden_size=args.hidden,
+                num_layers=args.layers,
+                num_heads=args.heads,
+                num_kv_heads=args.kv_heads,
+                intermediate_size=4 * args.hidden,
+                seed=args.seed,
+            )
         say("loading the judge (prefills the prefix once, verifies shared vs full)")
         judge, load_s = timed(
             LLMJudge.load,
@@ -181,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             placement,
             token_budget=args.token_budget,
             max_batch_pairs=args.max_batch_pairs,
+            prefix_mode="shared",
+            prompt_format=args.prompt_format if args.model_dir else "plain",
         )
     prefix_tokens = judge.prefix_length
     if prefix_tokens < MIN_PREFIX_TOKENS:
@@ -216,11 +233,21 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(["bench/teacher_prefix_reuse.py", *(argv or sys.argv[1:])])
     print(f"Measured {dt.date.today().isoformat()} with `{command}`.")
     print(f"Machine: {machine(args.device)}; load average at the end {load:.2f}.")
+    if args.model_dir:
+        params = sum(p.numel() for p in judge.model.parameters())
+        model = (
+            f"{type(judge.model).__name__} from `{args.model_dir.name}`, {params / 1e6:,.0f} M "
+            f"parameters, vocab {len(judge.prompt.tokenizer):,}, {judge.prompt.prompt_format} "
+            "prompt"
+        )
+    else:
+        model = (
+            f"random Llama, {args.layers} layers, hidden {args.hidden}, {args.heads} heads "
+            f"({args.kv_heads} KV heads), vocab {len(judge.prompt.tokenizer)} (word-level)"
+        )
     print(
-        f"Model: random Llama, {args.layers} layers, hidden {args.hidden}, {args.heads} heads "
-        f"({args.kv_heads} KV heads), vocab {len(judge.prompt.tokenizer)} (word-level), "
-        f"{placement.dtype_name} on {args.device}. Policy: `{args.policy_file.name}`, "
-        f"{len(policy.split()):,} words."
+        f"Model: {model}, {placement.dtype_name} on {args.device}. Policy: "
+        f"`{args.policy_file.name}`, {len(policy.split()):,} words."
     )
     cap = "none" if args.max_batch_pairs is None else args.max_batch_pairs
     print(

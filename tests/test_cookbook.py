@@ -111,8 +111,8 @@ def test_a_warehouse_without_the_simulator_evaluates_and_promotes(
         # the wiring, not the quality (test_gate.py has the numbers): a tiny random encoder
         f"student.base_model_dir={tiny_encoder}",
         "student.fields.epochs=3",
-        "student.member_text=",  # fields only: the wiring, not the reading
-        "student.job_text=",
+        "student.member_text=''",  # fields only: the wiring, not the reading
+        "student.job_text=''",
         "eval.bootstrap_samples=100",
         # a tiny random judge teaches nothing: this test is about the wiring, the gate's
         # decisions are tested on real numbers in tests/test_gate.py

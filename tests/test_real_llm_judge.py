@@ -32,8 +32,9 @@ def smollm2_gguf() -> Path:
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    return dequantized_folder(smollm2_gguf(), tmp_path_factory.mktemp("gguf"))
+def folder(smollm2_folder) -> Path:
+    """Dequantized by a child process since collection (tests/conftest.py)."""
+    return smollm2_folder
 
 
 def test_a_gguf_file_is_dequantized_once_into_a_folder_keyed_by_its_hash(folder, tmp_path):

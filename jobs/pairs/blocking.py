@@ -44,14 +44,18 @@ def _normalised(text: Column) -> Column:
 
 def title_family(col: str) -> Column:
     """The occupation family a title's words name (the employer after ' at ' dropped), else
-    null: :func:`udfs.policy_rules.family` in Spark."""
+    null: :func:`udfs.policy_rules.family` in Spark. Each word looks up its family's place in
+    ``FAMILY_ORDER`` in one map; the first place wins."""
     title = F.split(F.col(col), r"\s+at\s+").getItem(0)
     words = F.split(_normalised(title), " ")
-    family = F.lit(None).cast("string")
-    for name in reversed(FAMILY_ORDER):  # the first family in FAMILY_ORDER wins
-        known = F.array(*[F.lit(w) for w in sorted(FAMILY_WORDS[name])])
-        family = F.when(F.arrays_overlap(words, known), F.lit(name)).otherwise(family)
-    return family
+    place: dict[str, int] = {}
+    for rank, name in enumerate(FAMILY_ORDER):
+        for word in FAMILY_WORDS[name]:
+            place.setdefault(word, rank)
+    lookup = F.create_map(*[F.lit(x) for word, rank in sorted(place.items()) for x in (word, rank)])
+    ranks = F.filter(F.transform(words, lambda w: F.element_at(lookup, w)), lambda r: r.isNotNull())
+    names = F.array(*[F.lit(name) for name in FAMILY_ORDER])
+    return F.when(F.size(ranks) > 0, F.element_at(names, F.array_min(ranks) + 1))
 
 
 def seniority_index(col: str) -> Column:
