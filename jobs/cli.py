@@ -70,7 +70,7 @@ STEPS = (
     ("gold", "sim.gold", "run", True,
      "Simulator: gold labels from simulated raters (and the hidden true grades)."),
     ("train-judge", "jobs.judge", "train_judge", False,
-     "Fine-tune the cross_encoder judge (MiniLM-L6, 5-way head) on non-held-out gold labels."),
+     "Fine-tune the cross_encoder judge (or, teacher.backend=llm, a causal LM) on training gold."),
     ("label", "jobs.judge", "label", True,
      "Teacher soft labels for the date's sampled pairs not labelled yet."),
     ("train", "jobs.student", "train", False,
@@ -142,13 +142,20 @@ def evaluate(conf_path, run_date, model_dir, overrides) -> None:
 
 @cli.command()
 @CONF
-@DATE
+@click.option(
+    "--date",
+    "run_date",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Date, YYYY-MM-DD (default: the latest scored date).",
+)
 @OVERRIDES
 def show(conf_path, run_date, overrides) -> None:
     """A day at a glance: counts, quarantine reasons, scores, what changed since before."""
     from jobs import show as job
 
-    settings, day = load_settings(conf_path, overrides), _date(run_date)
+    settings = load_settings(conf_path, overrides)
+    day = run_date.date() if run_date else None
     click.echo(job.format_show(job.show(_session(settings), settings, day)))
 
 

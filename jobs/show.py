@@ -1,4 +1,5 @@
-"""`policyrank show --date D`: one day of the warehouse at a glance, for analysts.
+"""`policyrank show [--date D]`: one day of the warehouse at a glance (the latest scored day
+unless a date is given), for analysts.
 
 Counts per table for the date, the quarantine by reason, the score distribution, the serving
 model, and what changed: against the previous scored date (members and top-N pairs kept) and,
@@ -51,11 +52,16 @@ def previous_write(wh: Warehouse, name: str, run_date: dt.date) -> int | None:
     return versions[-1] - 1 if len(versions) > 1 else None
 
 
-def show(spark: SparkSession, settings: Settings, run_date: dt.date) -> dict:
+def show(spark: SparkSession, settings: Settings, run_date: dt.date | None = None) -> dict:
+    """The summary of ``run_date`` (None: the latest date in ``scores``)."""
     wh = Warehouse.of(settings, spark)
     hint = "run `policyrank score` first"
     if not wh.exists("scores"):
         raise PolicyrankError(f"no scores table at {wh.path('scores')}: {hint}")
+    if run_date is None:
+        run_date = wh.read("scores").agg(F.max("run_date")).first()[0]
+        if run_date is None:
+            raise PolicyrankError(f"the scores table at {wh.path('scores')} is empty: {hint}")
     out: dict = {"date": run_date, "counts": {}}
     for name in DAILY:
         if wh.exists(name):

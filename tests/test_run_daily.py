@@ -222,6 +222,19 @@ def test_missing_inputs_and_model_are_one_line_errors(tmp_path, tiny_model, caps
     assert "unknown config key 'scoring.top_nn'" in capsys.readouterr().err
 
 
+@pytest.mark.spark
+def test_a_decoder_too_big_for_the_cpu_is_refused_before_reading_gold(
+    tmp_path, smollm2_folder, capsys
+):
+    # SmolLM2-135M on a CPU; the warehouse has no gold, so reading it first would fail otherwise
+    with pytest.raises(SystemExit) as exit_:
+        main(["train-judge", f"warehouse={tmp_path}", "teacher.backend=llm",
+              f"teacher.fine_tune.base_model_dir={smollm2_folder}"])  # fmt: skip
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "135M parameters, over the 20M" in err and "cpu_max_parameters" in err, err
+
+
 def _files(warehouse: Path, table: str, day: str) -> set[str]:
     return {p.name for p in (warehouse / table / f"run_date={day}").glob("part-*")}
 
@@ -294,3 +307,7 @@ def test_a_rerun_with_a_failing_worker_replaces_exactly_that_date(
     assert f"scores: {len(scores):,} rows for {scores.member_id.nunique():,} members" in shown
     assert f"vs {COOKBOOK_DAY}: " in shown
     assert f"{len(scores):,} pairs kept, 0 new, 0 dropped" in shown.split("rerun:")[1]
+    # without --date, the latest scored date
+    latest = spark.read.format("delta").load(f"{warehouse}/scores").agg({"run_date": "max"})
+    main(["show", *_args(warehouse, tiny_model)])
+    assert f"policyrank {latest.first()[0]}\n" in capfd.readouterr().out

@@ -118,6 +118,9 @@ class FineTuneSettings:
     warmup_share: float
     seed: int
     balance_grades: bool
+    lora_rank: int  # teacher.backend=llm: 0 trains every weight
+    lora_alpha: int
+    cpu_max_parameters: int  # teacher.backend=llm: bigger bases are refused on a CPU
 
 
 @dataclass(frozen=True)

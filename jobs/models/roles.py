@@ -17,6 +17,7 @@ from udfs.pair_text import template_fields
 from udfs.teacher import TeacherConfig
 
 DEFAULT_JUDGE = "judge-minilm-l6-grade5"
+DEFAULT_DECODER_JUDGE = "judge-decoder-grade5"  # train-judge's output for teacher.backend=llm
 
 
 SIMULATED_JUDGE = "simulated-llm-judge"
@@ -33,6 +34,8 @@ def teacher_dir(settings: Settings) -> Path:
         return Warehouse.of(settings).models_dir / SIMULATED_JUDGE
     if backend == "cross_encoder":
         return Warehouse.of(settings).models_dir / DEFAULT_JUDGE
+    if backend == "llm":
+        return Warehouse.of(settings).models_dir / DEFAULT_DECODER_JUDGE
     raise PolicyrankError(f"teacher.backend {backend!r} needs teacher.model_dir")
 
 
@@ -100,6 +103,8 @@ def teacher_config(settings: Settings, policy: Policy) -> TeacherConfig:
         how = {
             "cross_encoder": "run `policyrank train-judge`",
             "simulated": "the simulator writes it when world.generate_if_missing is on",
+            "llm": "set teacher.model_dir to a causal LM (a folder or a .gguf file), or "
+            "fine-tune one with `policyrank train-judge` (teacher.fine_tune.base_model_dir)",
         }.get(settings.teacher.backend, "set teacher.model_dir to the judge's folder")
         raise PolicyrankError(f"no teacher model at {path}: {how}")
     t, inf = settings.teacher, settings.inference_for("teacher")
