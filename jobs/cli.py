@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 import click
 from delta import exceptions as delta_errors
@@ -47,15 +50,34 @@ def _date(value: dt.datetime | None) -> dt.date:
     return value.date() if value else dt.datetime.now(dt.UTC).date()
 
 
+_CONSOLE = {"verbose": False}  # set by `policyrank --verbose`
+
+
+def spark_log_file(settings: Settings) -> Path:
+    """Where a command's JVM output goes: ``<warehouse>/_logs`` for a local warehouse, else the
+    system's temporary folder; one file per process."""
+    from jobs.warehouse.tables import local_path
+
+    root = local_path(settings.warehouse)
+    folder = root / "_logs" if root is not None else Path(tempfile.gettempdir()) / "policyrank-logs"
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return folder / f"spark-{stamp}-{os.getpid()}.log"
+
+
 def _session(settings: Settings):
     from jobs.runtime.spark_session import build_spark
 
-    return build_spark(settings.spark)
+    log_file = None if _CONSOLE["verbose"] else spark_log_file(settings)
+    return build_spark(settings.spark, log_file=log_file)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+@click.option(
+    "--verbose", is_flag=True, help="Show Spark's and Ivy's own output (default: a log file)."
+)
+def cli(verbose: bool) -> None:
     """policyrank: policy-guided distillation and precomputed recommendations on Spark + Delta."""
+    _CONSOLE["verbose"] = verbose
 
 
 # Steps that run one function, (spark, settings[, date], run_id=...), and print only their log:

@@ -59,7 +59,7 @@ def show(spark: SparkSession, settings: Settings, run_date: dt.date | None = Non
     if not wh.exists("scores"):
         raise PolicyrankError(f"no scores table at {wh.path('scores')}: {hint}")
     if run_date is None:
-        run_date = wh.read("scores").agg(F.max("run_date")).first()[0]
+        run_date = wh.read("scores", hint=hint).agg(F.max("run_date")).first()[0]
         if run_date is None:
             raise PolicyrankError(f"the scores table at {wh.path('scores')} is empty: {hint}")
     out: dict = {"date": run_date, "counts": {}}

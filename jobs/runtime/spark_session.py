@@ -3,16 +3,27 @@
 Delta's JARs come the standard way: ``configure_spark_with_delta_pip`` adds
 ``io.delta:delta-spark_4.1_2.13:<delta-spark version>`` to ``spark.jars.packages`` and Ivy
 resolves it from Maven Central on the first start, caching it under ``~/.ivy2.5.2`` (Spark 4).
+The JAR list Ivy resolved is then kept (``~/.cache/policyrank``), and later starts hand it to
+``spark.jars`` without asking Ivy again, as long as every file is still there.
 Under spark-submit the JVM is already running, so the package must be on the submit command.
+
+The JVM's own output (Ivy's report, Spark's start-up warnings, later log lines and what Python
+workers print) goes to a log file when one is given (the CLI's default): the console keeps
+policyrank's own lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from importlib import metadata
+from pathlib import Path
+from urllib.parse import urlparse
 
 from delta import configure_spark_with_delta_pip
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from jobs.config.settings import SparkSettings
@@ -26,11 +37,12 @@ DELTA_SQL_CONF = {
 }
 
 
-def build_spark(conf: SparkSettings) -> SparkSession:
+def build_spark(conf: SparkSettings, *, log_file: Path | None = None) -> SparkSession:
     """Return the active SparkSession, or start one from ``conf`` with Delta enabled.
 
     Under ``spark-submit`` on a cluster the master comes from the submit command; ``conf.master``
-    only applies when no master was given there.
+    only applies when no master was given there. With ``log_file``, a JVM started here writes
+    its output there (appending) instead of this process's console.
     """
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
     # Python workers must run the driver's interpreter (the venv policyrank is installed in),
@@ -60,10 +72,85 @@ def build_spark(conf: SparkSettings) -> SparkSession:
         )
     for key, value in conf.extra.items():
         builder = builder.config(key, str(value))
-    spark = configure_spark_with_delta_pip(builder).getOrCreate()
+    # a JVM starts only when this process has no SparkContext yet (any thread's)
+    starting = SparkContext._active_spark_context is None and not _under_spark_submit()
+    jars = _cached_jars() if starting else None
+    if jars:
+        builder = builder.config("spark.jars", ",".join(jars))
+    else:
+        builder = configure_spark_with_delta_pip(builder)
+    with _jvm_output_to(log_file if starting else None):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     _require_delta(spark)
+    if starting:
+        _say_where_jars_came_from(spark, jars, log_file)
     return spark
+
+
+def jars_list_file() -> Path:
+    """Where the JAR list Ivy resolved for :func:`delta_package` is kept between starts."""
+    import pyspark
+
+    cache = Path(os.environ.get("POLICYRANK_CACHE", "~/.cache/policyrank")).expanduser()
+    name = f"delta-jars-{delta_package().replace(':', '_')}-pyspark-{pyspark.__version__}.txt"
+    return cache / name
+
+
+def _cached_jars() -> list[str] | None:
+    try:
+        jars = jars_list_file().read_text().split()
+    except OSError:
+        return None
+    return jars if jars and all(Path(j).is_file() for j in jars) else None
+
+
+def _say_where_jars_came_from(spark: SparkSession, jars: list[str] | None, log_file) -> None:
+    from jobs.runtime.runlog import log
+
+    output = f"; Spark's output -> {log_file}" if log_file else ""
+    if jars:
+        log(f"spark: Delta JARs from {jars_list_file()} ({len(jars)} files, no Ivy){output}")
+        return
+    resolved = spark.sparkContext.getConf().get("spark.jars", "")
+    paths = [urlparse(j).path or j for j in resolved.split(",") if j]
+    if paths and all(Path(p).is_file() for p in paths):
+        target = jars_list_file()
+        with contextlib.suppress(OSError):  # a read-only home only costs Ivy next time
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text("\n".join(paths) + "\n")
+            tmp.replace(target)  # atomic: a concurrent start reads the old list or the new
+    log(f"spark: Delta JARs resolved by Ivy ({delta_package()}, ~/.ivy2.5.2){output}")
+
+
+@contextlib.contextmanager
+def _jvm_output_to(log_file: Path | None) -> Iterator[None]:
+    """Point fds 1 and 2 at ``log_file`` while the JVM starts: it inherits them for its whole
+    life. If the start fails, the log's last lines come to stderr, since they hold the cause."""
+    if log_file is None:
+        yield
+        return
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    except Exception:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        tail = log_file.read_text(errors="replace").splitlines()[-15:]
+        print("\n".join([f"Spark did not start; the end of {log_file}:", *tail]), file=sys.stderr)
+        raise
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (fd, *saved):
+            os.close(f)
 
 
 def delta_package() -> str:
