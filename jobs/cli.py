@@ -50,7 +50,7 @@ def _date(value: dt.datetime | None) -> dt.date:
     return value.date() if value else dt.datetime.now(dt.UTC).date()
 
 
-_CONSOLE = {"verbose": False}  # set by `policyrank --verbose`
+_CONSOLE: dict = {"verbose": False, "log_file": None}  # `policyrank --verbose`; the JVM's log
 
 
 def spark_log_file(settings: Settings) -> Path:
@@ -65,9 +65,13 @@ def spark_log_file(settings: Settings) -> Path:
 
 
 def _session(settings: Settings):
+    from pyspark import SparkContext
+
     from jobs.runtime.spark_session import build_spark
 
     log_file = None if _CONSOLE["verbose"] else spark_log_file(settings)
+    if SparkContext._active_spark_context is None:  # else the JVM runs already, logging elsewhere
+        _CONSOLE["log_file"] = log_file
     return build_spark(settings.spark, log_file=log_file)
 
 
@@ -247,6 +251,27 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except click.exceptions.Abort:
         sys.exit(1)
+    except Exception as err:
+        from jobs.runtime.task_failures import executor_failure
+
+        cause = executor_failure(err)
+        if cause is None:
+            raise
+        log(f"error: {cause} (the whole trace: {_write_trace(err)})")
+        sys.exit(2)
+
+
+def _write_trace(err: BaseException) -> Path:
+    """Append ``err``'s traceback to this run's Spark log file (or a file beside it)."""
+    import traceback
+
+    path = _CONSOLE.get("log_file") or Path(tempfile.gettempdir()) / "policyrank-logs" / (
+        f"error-{os.getpid()}.log"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as out:
+        traceback.print_exception(err, file=out)
+    return path
 
 
 if __name__ == "__main__":  # spark-submit jobs/cli.py <command> ...

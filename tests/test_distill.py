@@ -282,10 +282,13 @@ def test_grade_weights_lift_rare_grades_and_keep_the_mean():
     w = grade_weights(targets)
     assert w.mean() == pytest.approx(1.0)
     assert w[8] == pytest.approx(w[1] * math.sqrt(8))  # 1 / sqrt(count)
-    logits = torch.zeros(10, 5)
+    # logits that favour grade 1: the rare rows (grades 4 and 0) cost more than the common ones
+    logits = torch.tensor([[0.0, 2.0, 0.0, 0.0, 0.5]]).repeat(10, 1)
     t = torch.as_tensor(targets, dtype=torch.float32)
+    per_row = -(t * torch.log_softmax(logits, dim=-1)).sum(dim=-1)
     plain = soft_cross_entropy(logits, t)
+    assert plain.item() == pytest.approx(per_row.mean().item())
     assert soft_cross_entropy(logits, t, torch.ones(10)) == pytest.approx(plain.item())
-    assert soft_cross_entropy(logits, t, torch.as_tensor(w, dtype=torch.float32)) == (
-        pytest.approx(plain.item())  # uniform logits: every row costs log 5
-    )
+    weighted = soft_cross_entropy(logits, t, torch.as_tensor(w, dtype=torch.float32))
+    assert weighted.item() == pytest.approx((per_row * torch.as_tensor(w)).mean().item())
+    assert weighted.item() > plain.item() + 0.1  # the weights moved it towards the rare rows

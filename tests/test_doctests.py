@@ -5,7 +5,13 @@ import importlib
 
 import pytest
 
-MODULES = ["jobs.models.cards", "jobs.quality.report", "jobs.warehouse.tables", "udfs.overlap"]
+MODULES = [
+    "jobs.models.cards",
+    "jobs.quality.report",
+    "jobs.runtime.task_failures",
+    "jobs.warehouse.tables",
+    "udfs.overlap",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

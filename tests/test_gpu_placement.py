@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -254,10 +255,19 @@ def test_no_member_text_in_any_spark_output(run: dict) -> None:
     assert "ZQX-sentinel-7f3a" not in run["app_output"] + run["executor_stderr"]
 
 
+def readme_submit_line() -> list[str]:
+    """The README's `spark-submit` line as argv, ``$PWD`` standing for the checkout."""
+    text = (HERE.parent / "README.md").read_text()
+    block = re.search(r"```bash\n(?:source [^\n]*\n)?(spark-submit .*?)\n```", text, re.S)
+    assert block, "no spark-submit block in README.md"
+    return shlex.split(block.group(1).replace("\\\n", " ").replace("$PWD", str(HERE.parent)))
+
+
 def test_spark_submit_runs_the_score_job_on_the_standalone_master(
     cluster: Cluster, cookbook: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
-    """The README's submit line, with --master: `jobs/cli.py score` as a cluster application."""
+    """The README's submit line as printed, with --master (and test resources): `jobs/cli.py
+    score` as a cluster application whose executors run the interpreter the line names."""
     from deltalake import DeltaTable
 
     from jobs.runtime.spark_session import delta_package
@@ -268,17 +278,20 @@ def test_spark_submit_runs_the_score_job_on_the_standalone_master(
     env = _env(cluster.logs.parent)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     before = set(cluster.worker_dir.glob("app-*"))
+    line = readme_submit_line()
+    assert line[line.index("--packages") + 1] == delta_package(), "README's --packages is stale"
+    assert "--date" in line and line[line.index("--date") + 1] == DAY
     cmd = [
-        "spark-submit", "--master", cluster.master_url, "--packages", delta_package(),
-        "--conf", f"spark.pyspark.python={sys.executable}",
+        line[0], "--master", cluster.master_url,
+        # test resources and speed only: C1 alone warms these short-lived JVMs up faster
         "--conf", "spark.executor.memory=1g", "--conf", "spark.sql.shuffle.partitions=2",
-        # test speed only: C1 alone warms these short-lived JVMs up faster
         "--conf", f"spark.driver.extraJavaOptions={C1}",
         "--conf", f"spark.executor.extraJavaOptions={C1}",
-        str(HERE.parent / "jobs" / "cli.py"), "score", "--date", DAY, f"warehouse={warehouse}",
-        f"scoring.model_dir={tiny_model}", "scoring.top_n=3",
+        *line[1:], f"warehouse={warehouse}", f"scoring.model_dir={tiny_model}", "scoring.top_n=3",
     ]  # fmt: skip
-    submit = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=APP_TIMEOUT_S)
+    submit = subprocess.run(
+        cmd, env=env, capture_output=True, text=True, timeout=APP_TIMEOUT_S, cwd=HERE.parent
+    )
     assert submit.returncode == 0, submit.stderr[-4000:]
     # spark-submit merges the Python driver's stderr into its own stdout.
     printed = submit.stdout + submit.stderr

@@ -177,7 +177,9 @@ def test_run_daily_writes_reconciled_tables(spark, warehouse, first_run):
     assert q_in.get("members", 0) > 0  # the 5 % bad rows arrived there
     cands, scores = first_run["candidates"], first_run["scores"]
     passed_members = members - q_in.get("members", 0)
-    assert cands.member_id.nunique() <= passed_members
+    # rows in = passed + quarantined: every valid member has candidates here (the input-contract
+    # tests count the ones that get none, with a reason)
+    assert cands.member_id.nunique() == passed_members
     assert jobs == 150 and members == 400
     # every candidate was scored (none quarantined at the score stage here)
     assert (q.stage == "score").sum() == 0
@@ -240,6 +242,28 @@ def _files(warehouse: Path, table: str, day: str) -> set[str]:
     return {p.name for p in (warehouse / table / f"run_date={day}").glob("part-*")}
 
 
+def test_a_missing_interpreter_on_the_executors_is_one_error_line(
+    spark, warehouse, tiny_model, first_run, monkeypatch, capsys
+):
+    """Executors that cannot start Python: exit 2, one `error:` line naming the cause and what
+    to check, the trace in a file, and nothing written."""
+    version = DeltaTable(str(warehouse / "scores")).version()
+    # every UDF made from now on names this interpreter to the executors (sc.pythonExec)
+    monkeypatch.setattr(spark.sparkContext, "pythonExec", "/nonexistent/venv/bin/python")
+    with pytest.raises(SystemExit) as exit_:
+        main(["score", "--date", DAY, *_args(warehouse, tiny_model)])
+    monkeypatch.undo()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
+    assert '"/nonexistent/venv/bin/python" does not exist' in errors[0]
+    assert "spark.pyspark.python" in errors[0]
+    trace = Path(re.search(r"the whole trace: (\S+)\)", errors[0]).group(1))
+    assert "Cannot run program" in trace.read_text()
+    assert DeltaTable(str(warehouse / "scores")).version() == version
+
+
 def test_a_killed_write_keeps_the_last_version(warehouse, tiny_model, first_run, tmp_path):
     """SIGKILL a whole `policyrank score` (driver, JVM, Python workers) once one task of the
     scores write has written its file while the other stalls: nothing is committed."""
@@ -266,6 +290,9 @@ def test_a_killed_write_keeps_the_last_version(warehouse, tiny_model, first_run,
     jvm = Path(spark_log.group(1)).read_text()
     assert "TEST FAULT" in printed and "score: " in printed and "TaskSetManager" not in printed
     assert "Setting default log level" in jvm and SENTINEL not in printed + jvm
+    # the console keeps policyrank's own lines (issue 23: at most 10 others)
+    others = [line for line in printed.splitlines() if not line.startswith("[policyrank ")]
+    assert len(others) <= 10, others
     table = DeltaTable(str(warehouse / "scores"))
     assert table.version() == version, "a killed write committed"
     live = {Path(uri).name for uri in table.file_uris()}
