@@ -282,7 +282,7 @@ def evaluate(
             spec.spark_schema(),
         )
         wh.replace_day(out, spec.name, run_date, run_id=run_id)
-    report = write_report(table, compared, wh.reports_dir / f"eval-{run_date}", run_date, versions)
+    report = refresh_report(wh, run_date)
     log(
         f"evaluate: {len(local):,} candidate pairs of {local.member_id.nunique():,} held-out "
         f"members -> {wh.path('eval_metrics')}; report {report}"
@@ -416,14 +416,59 @@ def promote(spark: SparkSession, settings: Settings, run_date: dt.date, *, run_i
         )
     if not all(c["passed"] for c in checks):
         registry.record(
-            {"event": "refused", "model_version": version, "checks": checks, "run_id": run_id}
+            {
+                "event": "refused",
+                "model_version": version,
+                "checks": checks,
+                "run_id": run_id,
+                "run_date": run_date.isoformat(),
+            }  # fmt: skip
         )
+        refresh_report(wh, run_date)
         failed = "; ".join(
             f"{c['check']} {c['value']:.3f} (needs {c['threshold']})"
             for c in checks
             if not c["passed"]
         )
         raise PolicyrankError(f"promotion of {version} refused: {failed}")
-    entry = registry.promote(version, model_dir, checks)
+    entry = registry.promote(
+        version, model_dir, checks, run_id=run_id, run_date=run_date.isoformat()
+    )
+    refresh_report(wh, run_date)
     log(f"promote: {version} is now the production model ({registry.pointer})")
     return entry
+
+
+def refresh_report(wh: Warehouse, run_date: dt.date) -> Path:
+    """Write ``run_date``'s report from the Delta tables and the registry: the evaluation of the
+    date, the judge's calibration (the newest on or before the date) and every evaluated date's
+    history with the gate's decision. Evaluate writes it; promote writes it again with its
+    decision."""
+    table = wh.day("eval_metrics", run_date, hint="").toPandas()
+    compared = wh.day("eval_comparisons", run_date, hint="").toPandas()
+    versions = table.drop_duplicates("model").set_index("model").model_version.to_dict()
+    calibration = None
+    if wh.exists("judge_calibration"):
+        rows = wh.read("judge_calibration", hint="").where(F.col("run_date") <= run_date)
+        rows = rows.where(F.col("teacher_model_id") == versions.get("teacher", "")).toPandas()
+        if not rows.empty:
+            calibration = rows[rows.run_date == rows.run_date.max()]
+    history = (
+        wh.read("eval_metrics", hint="")
+        .where((F.col("label_source") == "gold") & (F.col("slice") == metrics.OVERALL))
+        .where(F.col("run_date") <= run_date)
+        .toPandas()
+    )
+    decisions = {
+        e["run_date"]: e for e in wh.registry().history() if "run_date" in e
+    }  # the newest decision of a date wins
+    return write_report(
+        table,
+        compared,
+        wh.reports_dir / f"eval-{run_date}",
+        run_date,
+        versions,
+        calibration=calibration,
+        history=history,
+        decisions=decisions,
+    )

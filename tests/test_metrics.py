@@ -335,3 +335,76 @@ def random_pairs() -> pd.DataFrame:
             "stratum": np.repeat(rng.choice(["easy", "hard", "cold"], len(sizes)), sizes),
         }
     )
+
+
+def test_report_shows_the_judges_calibration_and_every_dates_decision(tmp_path: Path):
+    import datetime as dt
+
+    from jobs.judge import calibration_rows
+
+    rng = np.random.default_rng(3)
+    gold = rng.integers(0, 5, 300)
+    graded = pd.DataFrame(
+        {
+            "member_id": np.arange(300) // 10,
+            "job_id": np.arange(300),
+            "stratum": "mid|local|x",
+            "source": "candidate",
+            "injected": False,
+            "gold_grade": gold,
+            "grade": np.clip(gold + rng.integers(-1, 2, 300), 0, 4),
+            "expected_grade": gold + rng.normal(0, 0.5, 300),
+        }
+    )
+    calibration = pd.DataFrame(calibration_rows(graded)).assign(
+        run_date=dt.date(2026, 1, 2), teacher_model_id="judge-v1", policy_version="2.0.0"
+    )
+
+    def metrics(day: int, models: dict[str, float]) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {
+                    "run_date": dt.date(2026, 1, day),
+                    "model": m,
+                    "model_version": f"{m}-{day}",
+                    "ndcg_at_10": v,
+                    "ndcg_at_10_ci_low": v - 0.02,
+                    "ndcg_at_10_ci_high": v + 0.02,
+                }
+                for m, v in models.items()
+            ]  # fmt: skip
+        )
+
+    history = pd.concat(
+        [
+            metrics(1, {"student": 0.91, "rules": 0.88, "prefilter": 0.80}),
+            metrics(2, {"student": 0.90, "production": 0.91, "rules": 0.89, "prefilter": 0.8}),
+        ]
+    )
+    refused = {"event": "refused", "checks": [
+        {"check": "beats the rules baseline", "passed": False},
+        {"check": "beats the prefilter", "passed": True}]}  # fmt: skip
+    decisions = {"2026-01-01": {"event": "promoted"}, "2026-01-02": refused}
+    measures = ["poor_match_rate_at_10", "auc_grade_ge_3", "weighted_kappa",
+                "kendall_tau_to_teacher", "kl_to_teacher"]  # fmt: skip
+    table = metrics(2, {"student": 0.90}).assign(
+        label_source="gold", slice="overall", members=10, **dict.fromkeys(measures, 0.5)
+    )
+    path = write_report(
+        table, pd.DataFrame(columns=["label_source"]), tmp_path / "eval", dt.date(2026, 1, 2),
+        {"student": "student-2"}, calibration=calibration, history=history, decisions=decisions,
+    )  # fmt: skip
+    text = (path.parent / "report.md").read_text()
+    overall = calibration.set_index("slice").loc["overall"]
+    assert "## The judge against held-out gold (2026-01-02)" in text
+    assert (
+        f"| overall | 300 | {overall.weighted_kappa:.3f} | {overall.exact_agreement:.3f} |" in text
+    )
+    assert "| 2026-01-01 | `student-1` 0.910 [0.890, 0.930] | - | 0.880" in text
+    assert "| 2026-01-02 | `student-2` 0.900" in text and "`production-2` 0.910" in text
+    assert text.rstrip().endswith("| refused: beats the rules baseline |")
+    assert "| promoted |" in text
+    page = path.read_text()
+    for png in ("ndcg.png", "confusion.png", "reliability.png"):
+        assert (path.parent / png).read_bytes()[:4] == b"\x89PNG"
+    assert page.count('src="data:image/png;base64,') == 3  # one self-contained page

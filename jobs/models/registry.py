@@ -54,8 +54,11 @@ class Registry:
             fh.write(json.dumps(event, sort_keys=True) + "\n")
         return event
 
-    def promote(self, model_version: str, model_dir: str | Path, checks: list[dict]) -> dict:
-        """Point production at ``model_dir`` and record it."""
+    def promote(
+        self, model_version: str, model_dir: str | Path, checks: list[dict], **context
+    ) -> dict:
+        """Point production at ``model_dir`` and record it (with ``context``, e.g. the run's
+        date and id, in the history entry)."""
         entry = {
             "model_version": model_version,
             "model_dir": str(Path(model_dir).resolve()),
@@ -73,6 +76,8 @@ class Registry:
                 "model_version": model_version,
                 "model_dir": entry["model_dir"],
                 "replaced": previous["model_version"] if previous else None,
+                "checks": checks,
+                **context,
             }
         )
         return entry
