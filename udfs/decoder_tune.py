@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from udfs.fine_tune import grade_weights, soft_cross_entropy
+from udfs.fine_tune import grade_balanced_batches, soft_cross_entropy
 from udfs.grades import GRADES
 from udfs.training import train_loop
 
@@ -131,18 +131,14 @@ def fine_tune_decoder(
     rng = np.random.default_rng(config.seed)
     suffixes = prompt.suffix_ids(list(member_texts), list(job_texts))
     target_t = torch.as_tensor(targets, dtype=torch.float32)
-    weights = grade_weights(targets) if config.balance_grades else np.ones(len(targets))
+    epoch_batches, weights = grade_balanced_batches(
+        targets, config.batch_size, config.balance_grades, rng
+    )
     weight_t = torch.as_tensor(weights, dtype=torch.float32)
-    draw = weights / weights.sum()
     model = with_lora(model, config)
     model.to(device)
     if device != "cpu" and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable()  # every pair carries ~5,000 policy tokens
-
-    def epoch_batches():
-        n = len(suffixes)
-        order = rng.choice(n, size=n, p=draw) if config.balance_grades else rng.permutation(n)
-        return (order[s : s + config.batch_size] for s in range(0, n, config.batch_size))
 
     def batch_loss(idx):
         logits = prompt_grade_logits(model, prompt, [suffixes[i] for i in idx], device)

@@ -41,6 +41,24 @@ def grade_weights(targets: np.ndarray) -> np.ndarray:
     return weights / weights.mean()
 
 
+def grade_balanced_batches(
+    targets: np.ndarray, batch_size: int, balance: bool, rng: np.random.Generator
+):
+    """``(epoch_batches, weights)`` for :func:`udfs.training.train_loop`: each call of
+    ``epoch_batches()`` yields one epoch's row indices in batches, drawn with probability
+    ``~ weights`` (with replacement) when ``balance``, else a permutation; ``weights`` are
+    :func:`grade_weights` (ones when not ``balance``)."""
+    n = len(targets)
+    weights = grade_weights(targets) if balance else np.ones(n)
+    draw = weights / weights.sum()
+
+    def epoch_batches():
+        order = rng.choice(n, size=n, p=draw) if balance else rng.permutation(n)
+        return (order[s : s + batch_size] for s in range(0, n, batch_size))
+
+    return epoch_batches, weights
+
+
 def soft_cross_entropy(logits, targets, weights=None):
     """Mean over rows of ``-sum_g targets[g] * log_softmax(logits)[g]``, each row times
     ``weights`` when given."""
@@ -73,14 +91,10 @@ def fine_tune(
     rng = np.random.default_rng(config.seed)
     enc = tokenizer(list(first), list(second), truncation=True, max_length=config.max_length)
     target_t = torch.as_tensor(targets, dtype=torch.float32)
-    weights = grade_weights(targets) if config.balance_grades else np.ones(len(first))
+    epoch_batches, weights = grade_balanced_batches(
+        targets, config.batch_size, config.balance_grades, rng
+    )
     weight_t = torch.as_tensor(weights, dtype=torch.float32)
-    draw = weights / weights.sum()
-
-    def epoch_batches():
-        n = len(first)
-        order = rng.choice(n, size=n, p=draw) if config.balance_grades else rng.permutation(n)
-        return (order[s : s + config.batch_size] for s in range(0, n, config.batch_size))
 
     def batch_loss(idx):
         batch = tokenizer.pad({k: [enc[k][i] for i in idx] for k in enc}, return_tensors="pt")
