@@ -452,7 +452,8 @@ def refresh_report(wh: Warehouse, run_date: dt.date) -> Path:
         rows = wh.read("judge_calibration", hint="").where(F.col("run_date") <= run_date)
         rows = rows.where(F.col("teacher_model_id") == versions.get("teacher", "")).toPandas()
         if not rows.empty:
-            calibration = rows[rows.run_date == rows.run_date.max()]
+            newest = rows[rows.run_date == rows.run_date.max()]
+            calibration = newest.drop_duplicates("slice", keep="last")  # one prompt's rows
     history = (
         wh.read("eval_metrics", hint="")
         .where((F.col("label_source") == "gold") & (F.col("slice") == metrics.OVERALL))

@@ -473,13 +473,14 @@ def calibrate(
     ):
         rows[key] = value
     frame = spark.createDataFrame(rows[JUDGE_CALIBRATION.names], JUDGE_CALIBRATION.spark_schema())
-    # Replace this teacher's rows of the date only: several judges may be calibrated a day.
+    # Replace this teacher's rows of the date only (its model and prompt: one model prompted
+    # two ways is two judges): several judges may be calibrated a day.
     wh.replace_day(
         frame,
         "judge_calibration",
         run_date,
         run_id=run_id,
-        where=f"teacher_model_id = '{teacher_id}'",
+        where=f"teacher_model_id = '{teacher_id}' AND prompt_hash = '{config.prompt_hash}'",
     )
     overall = rows.set_index("slice").loc["overall"]
     log(
