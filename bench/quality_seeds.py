@@ -76,7 +76,9 @@ def read_results(warehouse: Path, day: str, args: list[str]) -> dict:
         for r in compared.itertuples()
     }
     calibration = _read(warehouse, "judge_calibration", day).set_index("slice")
-    judge = json.loads((warehouse / "models" / "simulated-llm-judge" / "judge.json").read_text())
+    tuned = warehouse / "models" / "simulated-llm-judge" / "judge.json"
+    # another teacher (teacher.backend=cross_encoder): no simulated judge, no tuning figures
+    judge = json.loads(tuned.read_text()) if tuned.is_file() else None
     production = Registry(warehouse / "models" / "registry").production()
     history = Registry(warehouse / "models" / "registry").history()
     card = json.loads(
@@ -93,8 +95,8 @@ def read_results(warehouse: Path, day: str, args: list[str]) -> dict:
         "judge_kappa_heldout": float(calibration.loc["overall", "weighted_kappa"]),
         "judge_kappa_heldout_sampled": float(calibration.loc["sampled", "weighted_kappa"]),
         "judge_kappa_heldout_clean": float(calibration.loc["clean", "weighted_kappa"]),
-        "judge_kappa_validation": judge["tuning"]["kappa"],
-        "judge_error_scale": judge["profile"]["scale"],
+        "judge_kappa_validation": judge["tuning"]["kappa"] if judge else None,
+        "judge_error_scale": judge["profile"]["scale"] if judge else None,
         "student_validation_ndcg": chosen[0]["validation"] if chosen else None,
         "promoted": bool(production) and history[-1]["event"] == "promoted",
         **truth_figures(warehouse, day, settings),
@@ -201,7 +203,8 @@ def report(results: list[dict]) -> str:
     lines += ["| figure | " + " | ".join(f"seed {s}" for s in seeds) + " |"]
     lines += ["| --- |" + " ---: |" * len(seeds)]
     for label, key, fmt in columns:
-        lines.append(f"| {label} | " + " | ".join(fmt.format(r[key]) for r in results) + " |")
+        cells = ["n/a" if r[key] is None else fmt.format(r[key]) for r in results]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
