@@ -10,6 +10,13 @@ the metastore::
 
     spark-sql --properties-file warehouse/_catalog/spark-sql.conf \\
         -e "SELECT count(*) FROM policyrank.scores"
+
+``registered.json`` lists the tables registered, by location; it is replaced atomically and
+claims a table only once the child that registered it exited cleanly: the tables a child is
+about to (re)register lose their claim first, so a child killed mid-registration (SIGKILL, its
+JVM with it) leaves them unclaimed and the next run registers them again (``DROP``/``CREATE``
+is idempotent, and Derby recovers its files once the dead JVM's file locks are gone). An
+unreadable ``registered.json`` claims nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from jobs.config.settings import Settings
+from jobs.models.publish import replace_file
 from jobs.runtime.errors import PolicyrankError
+from jobs.runtime.faults import crash_point
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse, beside_tables
 from schemas.tables import TABLES
@@ -85,8 +94,17 @@ def product_tables(spark: SparkSession, settings: Settings) -> dict[str, str]:
 
 
 def registered(settings: Settings) -> dict[str, str]:
+    """Name -> location of the tables registered; none when the file is missing or unreadable
+    (cut off by a crash before it was written atomically): they are registered again."""
     path = metastore_dir(settings) / _REGISTERED
-    return json.loads(path.read_text()) if path.exists() else {}
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        return {}
+
+
+def _claim(home: Path, tables: dict[str, str]) -> None:
+    replace_file(home / _REGISTERED, json.dumps(tables, indent=1))
 
 
 def ensure_registered(spark: SparkSession, settings: Settings) -> dict:
@@ -112,6 +130,10 @@ def ensure_registered(spark: SparkSession, settings: Settings) -> dict:
         wanted = {n: p for n, p in tables.items() if registered(settings).get(n) != p}
         if wanted:
             log(f"catalog: registering {len(wanted)} tables as {database}.* (a child JVM)")
+            claims = registered(settings)
+            kept = {n: p for n, p in claims.items() if n not in wanted}
+            if kept != claims:  # the child drops a table before it creates it again
+                _claim(home, kept)
             request = {
                 "metastore_dir": str(home),
                 "database": database,
@@ -127,8 +149,7 @@ def ensure_registered(spark: SparkSession, settings: Settings) -> dict:
                 reason = (child.stderr.strip().splitlines() or ["no output"])[-1]
                 log(f"catalog: tables not registered: {reason}; run `policyrank catalog` later")
                 return {**result, "error": reason}
-            done = {**registered(settings), **wanted}
-            (home / _REGISTERED).write_text(json.dumps(done, indent=1))
+            _claim(home, {**kept, **wanted})
     log(f"catalog: {len(tables)} tables readable as {database}.<table>")
     return result
 
@@ -156,6 +177,7 @@ def _register(request: dict) -> None:
     base = load_settings().spark
     spark = build_spark(dataclasses.replace(base, master=request["master"], extra=conf))
     database = request["database"]
+    jvm = spark._jvm.java.lang.ProcessHandle.current().pid()  # a crash point kills it too
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {database} COMMENT 'policyrank Delta tables'")
     for name, location in request["tables"].items():
         comment = TABLES[name].doc.replace("'", "\\'")
@@ -163,6 +185,7 @@ def _register(request: dict) -> None:
         spark.sql(
             f"CREATE TABLE {database}.{name} USING DELTA LOCATION '{location}' COMMENT '{comment}'"
         )
+        crash_point("catalog-register", jvm)  # one registered, the rest not
     spark.stop()
 
 

@@ -296,7 +296,7 @@ def label(
         rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
         n_rows = rows.count()
         if n_rows or not wh.exists("teacher_labels"):  # no empty commit when nothing is new
-            _append_labels(wh, rows, labels_of, run_id=run_id)
+            _insert_labels(wh, rows, labels_of, run_id=run_id)
         rows.unpersist()
         new_labels = wh.read("teacher_labels", hint="").where(F.col("run_id") == run_id)
         landed = count_rows({"new": new_labels, "quarantined": quarantine})
@@ -336,7 +336,7 @@ def _without_labels(wh: Warehouse, pairs: DataFrame, labels_of: tuple[str, str, 
     return pairs.join(done, ["member_id", "job_id"], "left_anti")
 
 
-def _append_labels(
+def _insert_labels(
     wh: Warehouse,
     rows: DataFrame,
     labels_of: tuple[str, str, str],
@@ -344,15 +344,17 @@ def _append_labels(
     run_id: str,
     attempts: int = 3,
 ) -> None:
-    """Append the labels of pairs still unlabelled, so each pair is labelled once.
+    """Insert the labels of pairs still unlabelled, so each pair is labelled once.
 
-    The append reads the table it writes (to skip labelled pairs), so Delta refuses it when an
-    overlapping run of another date appended labels meanwhile; the retry then skips the pairs
-    that run labelled. Runs of the same date never overlap (``jobs.warehouse.day_lock``).
+    The insert-only MERGE reads the table it writes, so Delta refuses it when an overlapping run
+    of another date inserted labels meanwhile; the retry then skips the pairs that run labelled
+    (a pre-filtered append would be a blind append, which Delta commits beside the other run's:
+    both would label the pair). Runs of the same date never overlap (``jobs.warehouse.day_lock``).
     """
+    keys = ["member_id", "job_id", "teacher_model_id", "policy_version", "prompt_hash"]
     for attempt in range(1, attempts + 1):
         try:
-            wh.append(_without_labels(wh, rows, labels_of), "teacher_labels", run_id=run_id)
+            wh.insert_new(rows, "teacher_labels", keys, run_id=run_id)
             return
         except ConcurrentAppendException:
             if attempt == attempts:

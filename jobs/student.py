@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from jobs.config.policy import load_policy
 from jobs.config.settings import Settings
 from jobs.models.cards import ModelCard, content_hash
+from jobs.models.publish import publish, staging_folder
 from jobs.models.roles import (
     STUDENTS,
     code_version,
@@ -113,7 +114,8 @@ def train(
         f"{rows.member_id.nunique():,} members (teacher_labels version {data_version}; held-out "
         "and validation members excluded)"
     )
-    staging = wh.models_dir / STUDENTS / f".staging-{run_id}"
+    # saved beside the published students, renamed into place by publish() once complete
+    staging = staging_folder(wh.models_dir / STUDENTS, run_id)
     if st.architecture == "field_encoder":
         from udfs.field_student import FieldStudent, train_field_student
 
@@ -167,9 +169,8 @@ def train(
             f"student.architecture must be field_encoder or cross_encoder, got {st.architecture!r}"
         )
     version = f"{prefix}-{content_hash(staging)}"
-    dest = staging.parent / version
     s = settings.scoring
-    ModelCard(
+    card = ModelCard(
         version,
         role="student",
         base=str(base),
@@ -189,12 +190,7 @@ def train(
         hyper_parameters=hyper_parameters,
         history=history,
         code_version=code_version(),
-    ).write(staging)
-    if dest.exists():  # same content, same version: training is reproducible
-        import shutil
-
-        shutil.rmtree(staging)
-    else:
-        staging.rename(dest)
+    )
+    dest = publish(staging, card)  # same content, same version: a rerun finds it published
     log(f"train: {version} -> {dest} (final loss {history[-1]['total']:.3f})")
     return {"model_version": version, "model_dir": str(dest), "rows": len(rows)}

@@ -161,10 +161,40 @@ class Warehouse:
     def append(self, df: DataFrame, name: str, *, run_id: str) -> None:
         """Append rows. Like :meth:`replace_day`, it adds the columns a newer schema has to a
         table an older policyrank created (``mergeSchema``); nothing else changes."""
+        table = _schema(name)
         self.create_if_missing(name)
-        _conform(df, _schema(name)).write.format("delta").mode("append").option(
-            "mergeSchema", "true"
-        ).option("userMetadata", run_id).save(self.path(name))
+        (
+            inject_write_fault(_conform(df, table), table.name)
+            .write.format("delta")
+            .mode("append")
+            .option("mergeSchema", "true")
+            .option("userMetadata", run_id)
+            .save(self.path(name))
+        )
+
+    def insert_new(self, df: DataFrame, name: str, keys: list[str], *, run_id: str) -> None:
+        """Insert the rows of ``df`` whose ``keys`` the table lacks (an insert-only MERGE).
+
+        Unlike an append of rows pre-filtered by a read of the table (a blind append to Delta,
+        which two runs commit side by side), the MERGE reads the table inside its transaction,
+        so Delta refuses it (``ConcurrentAppendException``) when another run inserted meanwhile:
+        the caller retries, and a key is never inserted twice. Schema evolution as
+        :meth:`append`."""
+        table = _schema(name)
+        self.create_if_missing(name)
+        # The run id goes into the commit through a session of its own: the SQL conf that
+        # carries it is shared by every thread of the caller's session.
+        session = self._spark.newSession()
+        session.conf.set("spark.databricks.delta.commitInfo.userMetadata", run_id)
+        on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+        (
+            DeltaTable.forPath(session, self.path(name))
+            .alias("t")
+            .merge(inject_write_fault(_conform(df, table), table.name).alias("s"), on)
+            .whenNotMatchedInsertAll()
+            .withSchemaEvolution()
+            .execute()
+        )
 
     def replace_day(
         self, df: DataFrame, name: str, run_date: dt.date, *, run_id: str, where: str = ""
