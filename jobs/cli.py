@@ -105,20 +105,27 @@ STEPS = (
      "Make the date's evaluated student the production model if it passes the gate."),
     ("score", "jobs.score", "run", True,
      "Score the date's candidates with the student and write the top-N per member."),
-    ("maintain", "jobs.maintain", "run", False,
-     "Compact every Delta table and vacuum files older than maintenance.keep_days."),
 )  # fmt: skip
+
+
+def _writing(settings: Settings, run_id: str):
+    """A writing run holds the warehouse lock shared, so `maintain` never vacuums under it."""
+    from jobs.warehouse.day_lock import hold_warehouse
+
+    return hold_warehouse(settings, run_id=run_id)
 
 
 def _step_command(name: str, module: str, function: str, dated: bool, doc: str) -> None:
     def command(conf_path, overrides, run_date=None) -> None:
         settings = load_settings(conf_path, overrides)
         run = getattr(importlib.import_module(module), function)
-        if dated:
-            day = _date(run_date)
-            run(_session(settings), settings, day, run_id=new_run_id(day))
-        else:
-            run(_session(settings), settings, run_id=new_run_id())
+        day = _date(run_date) if dated else None
+        run_id = new_run_id(day)
+        with _writing(settings, run_id):
+            if dated:
+                run(_session(settings), settings, day, run_id=run_id)
+            else:
+                run(_session(settings), settings, run_id=run_id)
 
     command.__doc__ = doc
     for option in (OVERRIDES, *([DATE] if dated else []), CONF):
@@ -145,7 +152,9 @@ def calibrate(conf_path, run_date, pairs, overrides) -> None:
     from jobs import judge
 
     settings, day = load_settings(conf_path, overrides), _date(run_date)
-    result = judge.calibrate(_session(settings), settings, day, run_id=new_run_id(day), pairs=pairs)
+    run_id = new_run_id(day)
+    with _writing(settings, run_id):
+        result = judge.calibrate(_session(settings), settings, day, run_id=run_id, pairs=pairs)
     click.echo(judge.format_calibration(result["table"]))
 
 
@@ -159,9 +168,11 @@ def evaluate(conf_path, run_date, model_dir, overrides) -> None:
     from jobs import evaluate as job
 
     settings, day = load_settings(conf_path, overrides), _date(run_date)
-    result = job.evaluate(
-        _session(settings), settings, day, run_id=new_run_id(day), student_dir=model_dir
-    )
+    run_id = new_run_id(day)
+    with _writing(settings, run_id):
+        result = job.evaluate(
+            _session(settings), settings, day, run_id=run_id, student_dir=model_dir
+        )
     click.echo(job.format_eval(result["metrics"], result["comparisons"]))
     click.echo(f"report: {result['report']}")
 
@@ -183,6 +194,31 @@ def show(conf_path, run_date, overrides) -> None:
     settings = load_settings(conf_path, overrides)
     day = run_date.date() if run_date else None
     click.echo(job.format_show(job.show(_session(settings), settings, day)))
+
+
+@cli.command()
+@CONF
+@click.option(
+    "--allow-short-retention",
+    is_flag=True,
+    help="Vacuum with maintenance.keep_days under Delta's 7-day default (it waits for running "
+    "writes on a local warehouse; elsewhere, only when nothing writes).",
+)
+@OVERRIDES
+def maintain(conf_path, allow_short_retention, overrides) -> None:
+    """Compact every Delta table and vacuum files older than maintenance.keep_days, holding the
+    warehouse lock alone (it waits for the runs that write)."""
+    from jobs import maintain as job
+
+    settings = load_settings(conf_path, overrides)
+    flag = "--allow-short-retention"
+    job.checked_keep_days(settings.maintenance, allow_short_retention, flag)  # before Spark starts
+    job.run(
+        _session(settings),
+        settings,
+        run_id=new_run_id(),
+        allow_short_retention=allow_short_retention,
+    )
 
 
 @cli.command()
@@ -221,7 +257,7 @@ def run_daily(conf_path, run_date, retrain, overrides) -> None:
 
     settings, day = load_settings(conf_path, overrides), _date(run_date)
     run_id = new_run_id(day)
-    with hold_day(settings, day, run_id=run_id):
+    with hold_day(settings, day, run_id=run_id), _writing(settings, run_id):
         spark = _session(settings)
         if settings.world.generate_if_missing:
             from sim import bootstrap

@@ -48,8 +48,9 @@ def run(
         .first()
         .asDict()
     )
-    if maintain.is_due(settings, run_date):
-        summary["maintain"] = maintain.run(spark, settings, run_id=run_id)
+    if maintain.is_due(settings, run_date):  # skipped (None) while another run writes
+        done = maintain.run_in_daily(spark, settings, run_id=run_id)
+        summary["maintain" if done is not None else "maintain_skipped"] = done
     if settings.catalog.database:
         summary["catalog"] = catalog.ensure_registered(spark, settings)
     return summary
@@ -159,6 +160,8 @@ def by_name_lines(summary: dict, run_date: dt.date) -> list[str]:
 
 def maintenance_line(settings: Settings, summary: dict) -> str:
     keep = settings.maintenance.keep_days
+    if "maintain_skipped" in summary:
+        return "maintained  skipped today: another run was writing the warehouse"
     if "maintain" in summary:
         files = sum(t["files_after"] for t in summary["maintain"].values())
         return (

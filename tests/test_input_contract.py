@@ -56,7 +56,8 @@ def test_a_column_of_the_wrong_type_stops_the_run_before_any_write(spark, tmp_pa
     errors = [line for line in out.err.splitlines() if "error:" in line]
     assert len(errors) == 1
     assert "input table 'jobs': column 'visa_sponsorship' is string, expected boolean" in errors[0]
-    assert sorted(os.listdir(root)) == ["jobs", "members"]  # no quarantine, no candidates
+    tables = sorted(d for d in os.listdir(root) if d != "_locks")  # (the warehouse lock)
+    assert tables == ["jobs", "members"]  # no quarantine, no candidates
 
 
 def test_a_missing_column_is_named(spark, tmp_path, capsys):
@@ -91,28 +92,6 @@ def test_valid_members_without_candidates_are_counted_with_a_reason(spark):
         "members_without_candidates": {"no_blocking_key": 1, "no_matching_job": 1},
         "jobs_no_blocking_key": 1,
     }
-
-
-def test_maintain_compacts_and_keeps_the_configured_time_travel(spark, tmp_path, capsys):
-    from delta.tables import DeltaTable
-
-    root = tmp_path / "warehouse"
-    path = str(root / "members")
-    for i in range(4):  # four appends: four small files
-        _frame(spark, MEMBERS, MEMBER, {"member_id": f"m{i}"}).write.format("delta").mode(
-            "append"
-        ).save(path)
-    assert DeltaTable.forPath(spark, path).detail().first()["numFiles"] == 4
-    main(["maintain", f"warehouse={root}", "maintenance.keep_days=7"])
-    table = DeltaTable.forPath(spark, path)
-    assert table.detail().first()["numFiles"] == 1
-    assert "OPTIMIZE" in [r.operation for r in table.history().collect()]
-    # files replaced today are inside the 7 days kept: version 1 still reads
-    assert spark.read.format("delta").option("versionAsOf", 1).load(path).count() == 2
-    main(["maintain", f"warehouse={root}", "maintenance.keep_days=0"])
-    assert len(list((root / "members").glob("*.parquet"))) == 1  # old files are gone
-    assert spark.read.format("delta").load(path).count() == 4  # and no row is lost
-    assert "maintain: members: " in capsys.readouterr().err
 
 
 def test_a_run_reads_its_inputs_at_one_version_while_the_table_moves_on(spark, tmp_path):

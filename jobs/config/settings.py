@@ -190,6 +190,8 @@ class GateSettings:
 class MaintenanceSettings:
     keep_days: int
     weekday: int | None
+    allow_short_retention: bool
+    lock_wait_s: float
 
 
 @dataclass(frozen=True)
