@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -32,19 +33,33 @@ def run(
         inputs = Inputs.read(wh, settings.validation).persist()
     passed_m, passed_j = inputs.valid
 
-    rejected = inputs.members.quarantined.unionByName(inputs.jobs.quarantined)
-    wh.replace_quarantine(rejected, run_date, "candidates", run_id=run_id)
     counts = reconcile(inputs)
-
-    pairs = candidate_pairs(passed_m, passed_j, settings.candidates).select(
-        F.lit(run_date).alias("run_date"), "*", F.lit(run_id).alias("run_id")
+    # Pairs are kept: blocking runs once for both the guard's counts and the write.
+    pairs = (
+        candidate_pairs(passed_m, passed_j, settings.candidates)
+        .select(F.lit(run_date).alias("run_date"), "*", F.lit(run_id).alias("run_id"))
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    wh.replace_day(pairs, "candidates", run_date, run_id=run_id)
-    counts.update(candidate_counts(passed_m, passed_j, wh.day("candidates", run_date)))
+    try:
+        # Both guards pass before anything is written: a mismatch leaves the day as it was.
+        counts.update(candidate_counts(passed_m, passed_j, pairs))
+        check_members(counts)
+        rejected = inputs.members.quarantined.unionByName(inputs.jobs.quarantined)
+        wh.replace_quarantine(rejected, run_date, "candidates", run_id=run_id)
+        wh.replace_day(pairs, "candidates", run_date, run_id=run_id)
+    finally:
+        pairs.unpersist()
     log(
         f"candidates: {counts['candidates']:,} pairs for {counts['members_with_candidates']:,} "
         f"members (top_k={settings.candidates.top_k}) -> {wh.path('candidates')}"
     )
+    if own:
+        inputs.unpersist()
+    return counts
+
+
+def check_members(counts: dict) -> None:
+    """Valid members = members with candidates + members without, by reason; else fail."""
     missing = counts["members_without_candidates"]
     status = (
         "ok"
@@ -60,23 +75,20 @@ def run(
     )
     if status != "ok":
         raise RuntimeError(f"candidates: valid members do not reconcile: {counts}")
-    if own:
-        inputs.unpersist()
-    return counts
 
 
-def candidate_counts(members: DataFrame, jobs: DataFrame, written: DataFrame) -> dict:
-    """Pairs written, members with candidates, and the valid rows that got none, by reason:
+def candidate_counts(members: DataFrame, jobs: DataFrame, pairs: DataFrame) -> dict:
+    """Pairs, members with candidates, and the valid rows that got none, by reason:
     ``no_blocking_key`` (no skill to block on, e.g. skills that are only separators) or
     ``no_matching_job`` (keys, but no job shares one). Jobs are counted when they have no
     blocking key, since they can never be a candidate. One Spark action."""
-    with_any = written.select("member_id").distinct()
+    with_any = pairs.select("member_id").distinct()
     lonely = member_side(members.join(with_any, "member_id", "left_anti"))
     no_key = F.size("keys") == 0
     reasons = {"no_blocking_key": lonely.where(no_key), "no_matching_job": lonely.where(~no_key)}
     counts = count_rows(
         {
-            "candidates": written,
+            "candidates": pairs,
             "members_with_candidates": with_any,
             **reasons,
             "jobs_no_blocking_key": job_side(jobs).where(no_key),

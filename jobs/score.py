@@ -82,33 +82,36 @@ def run(
                 f"{n_candidates:,} candidate pairs by the prefilter (model_version '{PREFILTER}')"
             )
             scored, bad = prefilter_scores(cands, passed_m, passed_j)
-        quarantine = wh.replace_quarantine(bad, run_date, "score", run_id=run_id)
         # Scores are cached: scoring is the expensive step and both the count and the top-N need it.
         scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
-        tally = count_rows({"scored": scored, "quarantined": quarantine})
-        n_scored, n_quarantined = tally["scored"], tally["quarantined"]
-        status = "ok" if n_candidates == n_scored + n_quarantined else "MISMATCH"
-        log(
-            f"score: {n_candidates:,} in = {n_scored:,} scored + {n_quarantined:,} quarantined "
-            f"[{status}]"
-        )
-        if status != "ok":
-            raise RuntimeError(
-                f"score: {n_candidates} candidates but {n_scored} scored + "
-                f"{n_quarantined} quarantined"
+        try:
+            # Counted before anything is written: a mismatch leaves the day as it was.
+            tally = count_rows({"scored": scored, "quarantined": bad})
+            n_scored, n_quarantined = tally["scored"], tally["quarantined"]
+            status = "ok" if n_candidates == n_scored + n_quarantined else "MISMATCH"
+            log(
+                f"score: {n_candidates:,} in = {n_scored:,} scored + {n_quarantined:,} "
+                f"quarantined [{status}]"
             )
-        kept = top_n_per_member(scored, settings.scoring.top_n).select(
-            F.lit(run_date).alias("run_date"),
-            "member_id",
-            "job_id",
-            F.col("score").cast("float").alias("score"),
-            "rank",
-            F.lit(version).alias("model_version"),
-            F.lit(run_id).alias("run_id"),
-        )
-        wh.replace_day(kept, "scores", run_date, run_id=run_id)
+            if status != "ok":
+                raise RuntimeError(
+                    f"score: {n_candidates} candidates but {n_scored} scored + "
+                    f"{n_quarantined} quarantined; nothing written"
+                )
+            wh.replace_quarantine(bad, run_date, "score", run_id=run_id)
+            kept = top_n_per_member(scored, settings.scoring.top_n).select(
+                F.lit(run_date).alias("run_date"),
+                "member_id",
+                "job_id",
+                F.col("score").cast("float").alias("score"),
+                "rank",
+                F.lit(version).alias("model_version"),
+                F.lit(run_id).alias("run_id"),
+            )
+            wh.replace_day(kept, "scores", run_date, run_id=run_id)
+        finally:
+            scored.unpersist()
     written = wh.day("scores", run_date)
-    scored.unpersist()
     counts = {
         "candidates_in": n_candidates,
         "scored": n_scored,
