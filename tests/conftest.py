@@ -21,7 +21,17 @@ DAY = "2026-11-26"
 SPARK_FIXTURES = {"spark", "cookbook"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reverse",
+        action="store_true",
+        help="run the tests in reverse order: no test may depend on another having run first",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("reverse"):
+        items.reverse()
     for item in items:
         if SPARK_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.spark)
@@ -81,9 +91,9 @@ def spark():
     session = build_spark(
         dataclasses.replace(
             load_settings().spark,
-            # One retry per task, as a cluster's spark.task.maxFailures allows, so the fault
-            # test can fail a Python worker's first attempt (local[2] would fail the job).
-            master="local[2,2]",
+            # No task retries: a first-attempt failure anywhere fails its test (the retry test
+            # runs its own local[2,2] process: tests/test_run_daily.py).
+            master="local[2]",
             shuffle_partitions=2,
             driver_memory="2g",
             arrow_batch_rows=512,
@@ -158,6 +168,13 @@ def cookbook_args(warehouse, *extra) -> list[str]:
         "gate.min_teacher_ndcg_share=0.9",
         *extra,
     ]
+
+
+def copy_warehouse(source: Path, dest: Path) -> Path:
+    """A warehouse of its own for a test that writes (the session's cookbook stays as its
+    `run-daily` left it, whatever order tests run in); names, locks and logs stay behind."""
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("_catalog", "_locks", "_logs"))
+    return dest
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from jobs.cli import main
 from jobs.config.settings import load_settings
 from jobs.models.registry import Registry
 from jobs.quality.splits import is_heldout, is_training, is_validation
-from tests.conftest import DAY, cookbook_args
+from tests.conftest import DAY, cookbook_args, copy_warehouse
 
 
 def _table(spark, warehouse, name):
@@ -72,8 +72,9 @@ def test_evaluation_members_never_reach_training(spark, cookbook):
     assert len(chosen) == 1 and 0 < chosen[0]["validation"] <= 1
 
 
-def test_a_refused_student_leaves_production_alone(spark, cookbook, capsys):
-    registry = Registry(cookbook / "models" / "registry")
+def test_a_refused_student_leaves_production_alone(spark, cookbook, tmp_path, capsys):
+    warehouse = copy_warehouse(cookbook, tmp_path / "warehouse")  # the refusal is recorded
+    registry = Registry(warehouse / "models" / "registry")
     before = registry.production()["model_version"]
     with pytest.raises(SystemExit) as refused:
         main(
@@ -81,7 +82,7 @@ def test_a_refused_student_leaves_production_alone(spark, cookbook, capsys):
                 "promote",
                 "--date",
                 DAY,
-                *cookbook_args(cookbook),
+                *cookbook_args(warehouse),
                 "gate.min_teacher_ndcg_share=100",
             ]
         )

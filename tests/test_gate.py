@@ -176,26 +176,29 @@ def _shuffled_student(warehouse, settings):
     return folder
 
 
-def test_the_gate_promotes_a_distilled_student_and_refuses_a_shuffled_one(spark, cookbook, capsys):
+def test_the_gate_promotes_a_distilled_student_and_refuses_a_shuffled_one(
+    spark, cookbook, tmp_path, capsys
+):
     from jobs.cli import main
     from jobs.config.settings import load_settings
-    from tests.conftest import cookbook_args
+    from tests.conftest import cookbook_args, copy_warehouse
 
     # the cookbook ran under the default gate but the two checks its tiny world cannot show
     # (tests/conftest.py): its distilled student had to earn promotion on the others
-    args = cookbook_args(cookbook)
+    warehouse = copy_warehouse(cookbook, tmp_path / "warehouse")  # this test evaluates again
+    args = cookbook_args(warehouse)
     relaxed = {"min_gain_over_rules", "min_teacher_ndcg_share"}
     gate, default = vars(load_settings(None, args).gate), vars(load_settings().gate)
     assert {k: v for k, v in gate.items() if k not in relaxed} == {
         k: v for k, v in default.items() if k not in relaxed
     }
-    registry = Registry(cookbook / "models" / "registry")
+    registry = Registry(warehouse / "models" / "registry")
     good = registry.production()
     assert good is not None, "the distilled student did not pass the default gate"
     assert good["model_version"].startswith("student-fields-")
     assert [c["passed"] for c in good["checks"]] == [True] * len(good["checks"])
 
-    shuffled = _shuffled_student(cookbook, load_settings(None, args))
+    shuffled = _shuffled_student(warehouse, load_settings(None, args))
     day = "2026-11-27"
     # that date's candidates are the cookbook day's (same inputs): copied, not recomputed
     wh = Warehouse.of(load_settings(None, args), spark)
@@ -208,5 +211,8 @@ def test_the_gate_promotes_a_distilled_student_and_refuses_a_shuffled_one(spark,
         main(["promote", "--date", day, *args])
     err = capsys.readouterr().err
     assert "promotion of student-fields-shuffled refused" in err
-    assert "beats the prefilter" in err and "no regression vs production" in err
+    # promote logs every check, PASS or FAIL: these two must be FAIL lines
+    failed = [line for line in err.splitlines() if "promote: FAIL " in line]
+    assert any("FAIL beats the prefilter" in line for line in failed), err[-3000:]
+    assert any("FAIL no regression vs production" in line for line in failed), err[-3000:]
     assert registry.production()["model_version"] == good["model_version"]

@@ -2,16 +2,25 @@
 in production, so no retraining) with an explicit scoring model and a sentinel planted in every
 profile and job post:
 
-- two dates run at once and both land, each pair labelled once, while a second run of the same
-  date (a `policyrank` process) is refused before it writes anything;
-- no output shows the planted text: a `policyrank` process's whole output (driver, JVM, Python
-  workers, CLI error) and, with fd capture, the in-process runs;
-- a rerun replaces exactly its date; `show` compares against the day's previous write;
-- a run SIGKILLed mid-write leaves the table at its last version, and a rerun whose Python
-  worker fails its first attempt (Spark retries it) writes the same day as a clean run.
+- two dates run at once, one in this process and one as a `policyrank` process, and both land:
+  they overlap (timestamps), both need the same unlabelled pairs, and one's teacher-label append,
+  held open by a test fault until the other's labels commit, meets Delta's conflict and retries
+  (its log line), so each pair is labelled once; a second run of the same date (a process) is
+  refused before it writes anything;
+- no output shows the planted text: the whole output (driver, JVM log, Python workers) of the
+  `run-daily`, `score` and `show` processes;
+- SIGKILLed mid-write, a `score` and a `run-daily` (in its teacher-label append) leave their
+  tables at the last version, and a rerun equals a clean run; a quarantine write whose task fails
+  (no retries: the suite's session is local[2]) commits nothing;
+- a rerun replaces exactly its date, with a Python worker that fails its first attempt in a
+  `policyrank score` process on local[2,2] (Spark retries it); `show`, run after it in the same
+  process, compares against the day's previous write.
 """
 
+import contextlib
 import datetime as dt
+import io
+import json
 import os
 import re
 import shutil
@@ -32,7 +41,7 @@ from jobs.cli import main
 from tests.conftest import cookbook_args
 
 # The cookbook's own date stays untouched by runs of other ones.
-COOKBOOK_DAY, DAY, OTHER_DAY = "2026-11-26", "2026-11-28", "2026-11-30"
+COOKBOOK_DAY, DAY, OTHER_DAY, KILL_DAY = "2026-11-26", "2026-11-28", "2026-11-30", "2026-12-01"
 SENTINEL = "ZQX-sentinel-7f3a"
 # The suite's session settings, so subprocess runs and in-process reruns batch alike.
 SESSION = ["spark.shuffle_partitions=2", "spark.arrow_batch_rows=512", "spark.driver_memory=1g"]
@@ -73,16 +82,37 @@ def _day(spark, warehouse, table, day):
     return spark.read.format("delta").load(f"{warehouse}/{table}").where(f"run_date = '{day}'")
 
 
+# `policyrank` commands in one process, one after the other (one JVM start for several)
+_COMMANDS = "import json, sys; from jobs.cli import main\nfor a in json.loads(sys.argv[1]): main(a)"
+
+
 class Run:
     """A `policyrank` process in its own process group (driver, JVM, Python workers), its
-    output in files so a full pipe never stalls it."""
+    output in files so a full pipe never stalls it; ``then`` runs more commands after the
+    first in the same process. Its JVM compiles with C1 alone, as the suite's other
+    short-lived JVMs do (docs/benchmarks.md)."""
 
-    def __init__(self, logs: Path, name: str, *args: str, fault: str = "") -> None:
+    def __init__(
+        self,
+        logs: Path,
+        name: str,
+        *args: str,
+        then: tuple[list[str], ...] = (),
+        fault: str = "",
+        fault_log: str = "",
+    ) -> None:
         self.out, self.err = logs / f"{name}.out", logs / f"{name}.err"
+        env = {
+            **os.environ,
+            "POLICYRANK_FAULT": fault,
+            "POLICYRANK_FAULT_LOG": fault_log,
+            "JAVA_TOOL_OPTIONS": "-XX:TieredStopAtLevel=1",
+        }
+        commands = json.dumps([list(args), *then])
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from jobs.cli import main; main()", *args],
-                env={**os.environ, "POLICYRANK_FAULT": fault},
+                [sys.executable, "-c", _COMMANDS, commands],
+                env=env,
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
@@ -108,35 +138,92 @@ def _wait(predicate, timeout: float, what: str, run: Run) -> None:
         time.sleep(0.2)
 
 
+def _labels(warehouse) -> pd.DataFrame:
+    return DeltaTable(str(warehouse / "teacher_labels")).to_pandas()
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values([*KEY, "teacher_model_id", "prompt_hash"]).reset_index(drop=True)
+
+
+def _commits(warehouse, table: str, run_prefix: str) -> list[dict]:
+    """The table's commits whose run id (the commit's userMetadata) starts with ``run_prefix``."""
+    history = DeltaTable(str(warehouse / table)).history()
+    return [c for c in history if str(c.get("userMetadata", "")).startswith(run_prefix)]
+
+
+def _spark_log(printed: str) -> str:
+    """The JVM's and Python workers' output, in the file a `policyrank` process names."""
+    found = re.search(r"Spark's output -> (\S+)", printed)
+    assert found, printed[-2000:]
+    return Path(found.group(1)).read_text()
+
+
+class _Tee(io.TextIOBase):
+    """This process's stderr, also kept: the in-process run's log lines, for assertions."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.kept = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.kept.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 @pytest.fixture(scope="module")
 def daily_runs(warehouse, tiny_model, tmp_path_factory):
-    """`run-daily` for DAY and OTHER_DAY at once (two driver threads sharing this process's warm
-    Spark, as two jobs on one cluster would; the date lock and Delta's conflict detection work the
-    same across processes), and DAY again, a `policyrank` process, while DAY's run holds the
-    date."""
+    """`run-daily` for DAY (a driver thread on this process's warm Spark) and for OTHER_DAY (a
+    `policyrank` process) at once, as two jobs on one cluster would. DAY's teacher-label append
+    is held open by a test fault until OTHER_DAY's labels have committed, so DAY's commit meets
+    a concurrent append to the table it read and must retry. Meanwhile DAY again, a process, is
+    refused while DAY's run holds the date."""
     logs = tmp_path_factory.mktemp("daily-logs")
     args = _args(warehouse, tiny_model)
-    codes: dict[str, object] = {}
+    labelled_before = set(map(tuple, _labels(warehouse)[KEY].to_numpy()))
+    fired, release = logs / "faults.log", logs / "release"
+    fault = {
+        "POLICYRANK_FAULT": "stall:teacher_labels:0:300",
+        "POLICYRANK_FAULT_LOG": str(fired),
+        "POLICYRANK_FAULT_RELEASE": str(release),
+    }
+    result: dict[str, object] = {}
+    tee = _Tee(sys.stderr)
 
-    def run_day(day: str) -> None:
+    def run_day() -> None:
+        result["day_start"] = time.time()
         try:
-            main(["run-daily", "--date", day, *args])
-            codes[day] = 0
+            with contextlib.redirect_stderr(tee):
+                main(["run-daily", "--date", DAY, *args])
+            result["day_code"] = 0
         except SystemExit as exit_:
-            codes[day] = exit_.code
+            result["day_code"] = exit_.code
+        result["day_end"] = time.time()
 
-    threads = {day: threading.Thread(target=run_day, args=(day,)) for day in (DAY, OTHER_DAY)}
-    for thread in threads.values():
-        thread.start()
-    lock = warehouse / "_locks" / f"run-daily-{DAY}.lock"
-    end = time.monotonic() + 60
-    while not (lock.exists() and lock.stat().st_size > 0) and time.monotonic() < end:
-        time.sleep(0.1)
-    refused = Run(logs, "same-day", "run-daily", "--date", DAY, *args).finish(120)
-    overlapped = threads[DAY].is_alive()
-    for thread in threads.values():
-        thread.join(600)
-    return {"codes": codes, "refused": refused, "overlapped": overlapped, "lock": lock}
+    os.environ.update(fault)  # read by DAY's writes as they are built; the processes get ""
+    try:
+        day = threading.Thread(target=run_day)
+        day.start()
+        other = Run(logs, "other-day", "run-daily", "--date", OTHER_DAY, *args, *SESSION)
+        lock = warehouse / "_locks" / f"run-daily-{DAY}.lock"
+        _wait(lambda: lock.exists() and lock.stat().st_size > 0, 60, "DAY's date lock", other)
+        result["refused"] = Run(logs, "same-day", "run-daily", "--date", DAY, *args).finish(120)
+        result["refused_while_held"] = day.is_alive()
+        _wait(fired.exists, 400, "DAY's held teacher-label append", other)
+        result["held_at"] = fired.stat().st_mtime
+        _wait(lambda: _commits(warehouse, "teacher_labels", OTHER_DAY), 400, "OTHER_DAY's labels",
+              other)  # fmt: skip
+        release.touch()
+        day.join(600)
+        result["other"] = other.finish(600)
+        result["other_end"] = time.time()
+    finally:
+        for key in fault:
+            os.environ.pop(key, None)
+    result.update(day_log=tee.kept.getvalue(), lock=lock, labelled_before=labelled_before)
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -146,27 +233,61 @@ def first_run(spark, warehouse, daily_runs):
     }
 
 
-def test_two_dates_run_side_by_side_and_one_date_runs_once(spark, warehouse, daily_runs):
-    code, out, err = daily_runs["refused"]
-    assert code == 2 and daily_runs["overlapped"], "the refused run overlapped DAY's run"
+def test_two_dates_overlap_race_on_the_same_labels_and_one_date_runs_once(
+    spark, warehouse, daily_runs
+):
+    runs = daily_runs
+    code, out, err = runs["refused"]
+    assert code == 2 and runs["refused_while_held"], "the refused run overlapped DAY's run"
     assert f"run-daily {DAY} is already running (run {DAY}-" in err
     assert "stopped before writing anything" in err
-    assert SENTINEL not in out + err
-    assert daily_runs["codes"] == {DAY: 0, OTHER_DAY: 0}
+    other_code, other_out, other_err = runs["other"]
+    assert (runs["day_code"], other_code) == (0, 0), other_err[-3000:]
+    # The premise: both dates sampled pairs that no run had labelled before ...
+    sampled = {
+        d: set(map(tuple, _day(spark, warehouse, "sampled_pairs", d).toPandas()[KEY].to_numpy()))
+        for d in (DAY, OTHER_DAY)
+    }
+    both = (sampled[DAY] & sampled[OTHER_DAY]) - runs["labelled_before"]
+    assert both, "the two dates never needed the same unlabelled pair"
+    # ... and they overlapped: OTHER_DAY's labels committed while DAY's append was open.
+    [other_labels] = _commits(warehouse, "teacher_labels", OTHER_DAY)
+    [day_labels] = _commits(warehouse, "teacher_labels", DAY)
+    assert runs["day_start"] < runs["held_at"] < other_labels["timestamp"] / 1000
+    assert other_labels["timestamp"] < day_labels["timestamp"]
+    assert (
+        runs["day_end"] > other_labels["timestamp"] / 1000 and runs["other_end"] > runs["day_start"]
+    )
+    # DAY's append met the conflict and its retry skipped what OTHER_DAY had labelled
+    assert (
+        "label: another run appended teacher labels meanwhile (attempt 1 of 3)" in runs["day_log"]
+    )
+    assert "of them were labelled meanwhile by another run" in runs["day_log"]
+    # Each pair is labelled once, and the labels are the set a serial run of the two dates makes.
+    labels = _labels(warehouse)
+    assert not labels.duplicated([*KEY, "teacher_model_id", "prompt_hash"]).any()
+    new = labels[labels.run_id.str.startswith((DAY, OTHER_DAY))]
+    assert (
+        set(map(tuple, new[KEY].to_numpy()))
+        == (sampled[DAY] | sampled[OTHER_DAY]) - runs["labelled_before"]
+    )
+    assert both <= set(map(tuple, new[KEY].to_numpy()))
     run_ids = set()
     for day in (DAY, OTHER_DAY):
         scores = _day(spark, warehouse, "scores", day).toPandas()
         candidates = _day(spark, warehouse, "candidates", day).toPandas()
-        labels = _day(spark, warehouse, "teacher_labels", day).toPandas()
+        day_labels_ = _day(spark, warehouse, "teacher_labels", day).toPandas()
         # Each day is whole and one run's: never rows of two runs in a table or across tables.
-        assert set(scores.run_id) == set(candidates.run_id) == set(labels.run_id)
+        assert set(scores.run_id) == set(candidates.run_id) == set(day_labels_.run_id)
         assert scores.run_id.nunique() == 1 and set(scores.member_id) == set(candidates.member_id)
         run_ids |= set(scores.run_id)
     assert len(run_ids) == 2
-    # Both days sampled pairs the other labelled too; each pair is still labelled once.
-    labels = spark.read.format("delta").load(f"{warehouse}/teacher_labels").toPandas()
-    assert not labels.duplicated([*KEY, "teacher_model_id", "prompt_hash"]).any()
     assert not daily_runs["lock"].read_text(), "the lock is released, its holder cleared"
+    # The whole output of the OTHER_DAY process: its driver's lines, its JVM's and workers' log
+    assert "run-daily" in other_err and SENTINEL not in other_out + other_err
+    jvm = _spark_log(other_err)
+    assert "Setting default log level" in jvm and SENTINEL not in jvm
+    assert SENTINEL not in runs["day_log"]
 
 
 def test_run_daily_writes_reconciled_tables(spark, warehouse, first_run):
@@ -264,30 +385,44 @@ def test_a_missing_interpreter_on_the_executors_is_one_error_line(
     assert DeltaTable(str(warehouse / "scores")).version() == version
 
 
-def test_a_killed_write_keeps_the_last_version(warehouse, tiny_model, first_run, tmp_path):
-    """SIGKILL a whole `policyrank score` (driver, JVM, Python workers) once one task of the
-    scores write has written its file while the other stalls: nothing is committed."""
+def _two_tasks(tmp_path: Path) -> Path:
+    """Settings that keep a small write in two tasks (AQE would coalesce it into one)."""
+    conf = tmp_path / "two-tasks.yaml"
+    conf.write_text(
+        "spark:\n  extra:\n    spark.sql.adaptive.coalescePartitions.enabled: false\n"
+        "    spark.databricks.delta.snapshotPartitions: 2\n"
+    )
+    return conf
+
+
+def test_killed_writes_keep_the_last_version(
+    spark, warehouse, tiny_model, first_run, tmp_path, capsys
+):
+    """SIGKILL two whole processes (driver, JVM, Python workers) at once: a `policyrank score`
+    once one task of the scores write has written its file while the other stalls, and a
+    `run-daily` of a new date while its teacher-label MERGE is open. Nothing is committed;
+    rerun, the label step inserts exactly the pairs still unlabelled."""
     scores = DeltaTable(str(warehouse / "scores"))
     before, version = scores.to_pandas(), scores.version()
     assert (before.run_date.astype(str) == DAY).sum() > 0
     old_files = _files(warehouse, "scores", DAY)  # replaced versions' files stay until VACUUM
-    # Two write tasks: AQE would coalesce this small day into one.
-    two_tasks = tmp_path / "two-tasks.yaml"
-    two_tasks.write_text(
-        "spark:\n  extra:\n    spark.sql.adaptive.coalescePartitions.enabled: false\n"
-        "    spark.databricks.delta.snapshotPartitions: 2\n"
-        "    spark.driver.extraJavaOptions: -XX:TieredStopAtLevel=1\n"
-    )
-    args = ["--date", DAY, "--conf", str(two_tasks), *_args(warehouse, tiny_model), *SESSION]
-    killed = Run(tmp_path, "killed", "score", *args, fault="stall:scores:0:600")
+    labels_table = DeltaTable(str(warehouse / "teacher_labels"))
+    labels_before, labels_version = labels_table.to_pandas(), labels_table.version()
+    conf = ["--conf", str(_two_tasks(tmp_path))]
+    common = [*conf, *_args(warehouse, tiny_model), *SESSION]
+    killed = Run(tmp_path, "killed", "score", "--date", DAY, *common,
+                 fault="stall:scores:0:600")  # fmt: skip
+    fired = tmp_path / "label-fault.log"
+    killed_label = Run(tmp_path, "killed-label", "run-daily", "--date", KILL_DAY, *common,
+                       fault="stall:teacher_labels:0:600", fault_log=str(fired))  # fmt: skip
     _wait(lambda: _files(warehouse, "scores", DAY) - old_files, 300, "a scores file", killed)
     killed.kill()
-    assert killed.finish(30)[0] == -signal.SIGKILL
+    _wait(fired.exists, 300, "the open teacher-label MERGE", killed_label)
+    killed_label.kill()
+    assert killed.finish(30)[0] == killed_label.finish(30)[0] == -signal.SIGKILL
     printed = killed.out.read_text() + killed.err.read_text()  # the driver's lines
     # the JVM's and the Python workers' output went to the log file the driver named
-    spark_log = re.search(r"Spark's output -> (\S+)", printed)
-    assert spark_log, printed[-2000:]
-    jvm = Path(spark_log.group(1)).read_text()
+    jvm = _spark_log(printed)
     assert "TEST FAULT" in printed and "score: " in printed and "TaskSetManager" not in printed
     assert "Setting default log level" in jvm and SENTINEL not in printed + jvm
     # the console keeps policyrank's own lines (issue 23: at most 10 others)
@@ -298,27 +433,55 @@ def test_a_killed_write_keeps_the_last_version(warehouse, tiny_model, first_run,
     live = {Path(uri).name for uri in table.file_uris()}
     assert _files(warehouse, "scores", DAY) - old_files - live, "no file was written before"
     pd.testing.assert_frame_equal(table.to_pandas().sort_values(KEY), before.sort_values(KEY))
+    # the killed MERGE: the labels are as they were
+    labels_table = DeltaTable(str(warehouse / "teacher_labels"))
+    assert labels_table.version() == labels_version, "a killed MERGE committed"
+    pd.testing.assert_frame_equal(_sorted(_labels(warehouse)), _sorted(labels_before))
+    # rerun: the label step inserts exactly the date's sampled pairs nobody had labelled
+    main(["label", "--date", KILL_DAY, *_args(warehouse, tiny_model)])
+    assert "label: " in capsys.readouterr().err
+    after = _labels(warehouse)
+    kept = after.run_id.isin(labels_before.run_id)
+    pd.testing.assert_frame_equal(_sorted(after[kept]), _sorted(labels_before))
+    added = after[~kept]
+    sampled = _day(spark, warehouse, "sampled_pairs", KILL_DAY).toPandas()
+    todo = set(map(tuple, sampled[KEY].to_numpy())) - set(map(tuple, labels_before[KEY].to_numpy()))
+    assert todo and set(map(tuple, added[KEY].to_numpy())) == todo
+    assert len(added) == len(todo) and added.run_id.nunique() == 1
 
 
 def test_a_rerun_with_a_failing_worker_replaces_exactly_that_date(
     spark, warehouse, tiny_model, first_run, tmp_path, monkeypatch, capfd
 ):
-    """After the kill, rerun the day's `candidates`, then the killed `score` with a Python worker
-    that fails its first attempt on the scores write: Spark retries it (the suite's session is
-    local[2,2], one retry, as a cluster allows), and the day equals the clean run's, other dates
-    untouched."""
+    """After the kills: a `candidates` rerun whose quarantine write fails (no retry in this
+    local[2] session) commits nothing; then the day's `candidates`, and the killed `score` as a
+    process on local[2,2] (one retry, as a cluster allows) whose Python worker fails its first
+    attempt on the scores write: Spark retries it, and the day equals the clean run's, other
+    dates untouched. `show`, after it in that process, compares against the day's previous
+    write."""
     other_before = _day(spark, warehouse, "scores", COOKBOOK_DAY).toPandas()
     assert len(other_before)
-    fired = tmp_path / "faults.log"
-    monkeypatch.setenv("POLICYRANK_FAULT", "fail:scores:0")
-    monkeypatch.setenv("POLICYRANK_FAULT_LOG", str(fired))
-    capfd.readouterr()
+    versions = {t: DeltaTable(str(warehouse / t)).version() for t in ("quarantine", "candidates")}
+    monkeypatch.setenv("POLICYRANK_FAULT", "fail:quarantine:0")
+    # a worker's own error is no operator error: it surfaces whole, as the task's exception
+    with pytest.raises(Exception, match="first attempt of partition 0 fails"):
+        main(["candidates", "--date", DAY, *_args(warehouse, tiny_model)])
+    assert {t: DeltaTable(str(warehouse / t)).version() for t in versions} == versions
+    monkeypatch.delenv("POLICYRANK_FAULT")
     main(["candidates", "--date", DAY, *_args(warehouse, tiny_model)])
-    main(["score", "--date", DAY, *_args(warehouse, tiny_model)])
-    printed = capfd.readouterr()
+    fired = tmp_path / "faults.log"
+    # then `show`, in the same process: it compares against the day's previous write
+    show = ["show", "--date", DAY, *_args(warehouse, tiny_model), *SESSION]
+    code, shown, err = Run(
+        tmp_path, "retried", "score", "--date", DAY, *_args(warehouse, tiny_model), *SESSION,
+        "spark.master=local[2,2]", then=(show,), fault="fail:scores:0", fault_log=str(fired),
+    ).finish(400)  # fmt: skip
+    assert code == 0, err[-3000:]
     assert fired.read_text() == "fail partition 0 attempt 0\n"  # it failed once, then passed
-    assert "TEST FAULT" in printed.err and "score: " in printed.err
-    assert SENTINEL not in printed.out + printed.err
+    assert "TEST FAULT" in err and "score: " in err
+    jvm = _spark_log(err)
+    assert "first attempt of partition 0 fails" in jvm  # the worker's error, in the JVM's log
+    assert SENTINEL not in shown + err + jvm  # `score`'s and `show`'s whole output
     for table in ("candidates", "scores", "quarantine"):
         again = _day(spark, warehouse, table, DAY).toPandas()
         assert len(again) == len(first_run[table]), table  # replaced, never added to
@@ -334,9 +497,7 @@ def test_a_rerun_with_a_failing_worker_replaces_exactly_that_date(
     np.testing.assert_allclose(scores.score, before.score, atol=1e-6)
     other_after = _day(spark, warehouse, "scores", COOKBOOK_DAY).toPandas()
     assert other_after.run_id.tolist() == other_before.run_id.tolist()
-    # `show` sees the rerun through time travel: the same pairs as the day's previous write
-    main(["show", "--date", DAY, *_args(warehouse, tiny_model)])
-    shown = capfd.readouterr().out
+    # `show` saw the rerun through time travel: the same pairs as the day's previous write
     assert f"scores: {len(scores):,} rows for {scores.member_id.nunique():,} members" in shown
     assert f"vs {COOKBOOK_DAY}: " in shown
     assert f"{len(scores):,} pairs kept, 0 new, 0 dropped" in shown.split("rerun:")[1]
