@@ -24,3 +24,6 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 bench/decoder_judge.py train --data .gl/decoder-judge --base "$GGUF" \
     --epochs 2 --batch-size 4 --learning-rate 2e-5 --out "${OUT:-.}/decoder_judge.json" \
     2>&1 | tee "${OUT:-.}/decoder_judge.log"
+# the judge's throughput with real weights: shared prefix vs copy vs full prompt (bf16)
+python3 bench/teacher_prefix_reuse.py --device cuda --model-dir "$GGUF" --pairs 256 \
+    --full-pairs 16 > "${OUT:-.}/prefix_reuse_gpu.md" 2> "${OUT:-.}/prefix_reuse_gpu.log"

@@ -174,7 +174,7 @@ class _Tee(io.TextIOBase):
 
 
 @pytest.fixture(scope="module")
-def daily_runs(warehouse, tiny_model, tmp_path_factory):
+def daily_runs(spark, warehouse, tiny_model, tmp_path_factory):
     """`run-daily` for DAY (a driver thread on this process's warm Spark) and for OTHER_DAY (a
     `policyrank` process) at once, as two jobs on one cluster would. DAY's teacher-label append
     is held open by a test fault until OTHER_DAY's labels have committed, so DAY's commit meets
@@ -223,6 +223,13 @@ def daily_runs(warehouse, tiny_model, tmp_path_factory):
         for key in fault:
             os.environ.pop(key, None)
     result.update(day_log=tee.kept.getvalue(), lock=lock, labelled_before=labelled_before)
+    # The tables as the two runs left them: later tests of this module rerun DAY's steps.
+    result["labels"] = _labels(warehouse)
+    result["tables"] = {
+        (table, day): _day(spark, warehouse, table, day).toPandas()
+        for table in ("sampled_pairs", "candidates", "scores", "teacher_labels")
+        for day in (DAY, OTHER_DAY)
+    }
     return result
 
 
@@ -244,9 +251,9 @@ def test_two_dates_overlap_race_on_the_same_labels_and_one_date_runs_once(
     other_code, other_out, other_err = runs["other"]
     assert (runs["day_code"], other_code) == (0, 0), other_err[-3000:]
     # The premise: both dates sampled pairs that no run had labelled before ...
+    tables = runs["tables"]
     sampled = {
-        d: set(map(tuple, _day(spark, warehouse, "sampled_pairs", d).toPandas()[KEY].to_numpy()))
-        for d in (DAY, OTHER_DAY)
+        d: set(map(tuple, tables["sampled_pairs", d][KEY].to_numpy())) for d in (DAY, OTHER_DAY)
     }
     both = (sampled[DAY] & sampled[OTHER_DAY]) - runs["labelled_before"]
     assert both, "the two dates never needed the same unlabelled pair"
@@ -264,7 +271,7 @@ def test_two_dates_overlap_race_on_the_same_labels_and_one_date_runs_once(
     )
     assert "of them were labelled meanwhile by another run" in runs["day_log"]
     # Each pair is labelled once, and the labels are the set a serial run of the two dates makes.
-    labels = _labels(warehouse)
+    labels = runs["labels"]
     assert not labels.duplicated([*KEY, "teacher_model_id", "prompt_hash"]).any()
     new = labels[labels.run_id.str.startswith((DAY, OTHER_DAY))]
     assert (
@@ -274,9 +281,9 @@ def test_two_dates_overlap_race_on_the_same_labels_and_one_date_runs_once(
     assert both <= set(map(tuple, new[KEY].to_numpy()))
     run_ids = set()
     for day in (DAY, OTHER_DAY):
-        scores = _day(spark, warehouse, "scores", day).toPandas()
-        candidates = _day(spark, warehouse, "candidates", day).toPandas()
-        day_labels_ = _day(spark, warehouse, "teacher_labels", day).toPandas()
+        scores, candidates, day_labels_ = (
+            tables[t, day] for t in ("scores", "candidates", "teacher_labels")
+        )
         # Each day is whole and one run's: never rows of two runs in a table or across tables.
         assert set(scores.run_id) == set(candidates.run_id) == set(day_labels_.run_id)
         assert scores.run_id.nunique() == 1 and set(scores.member_id) == set(candidates.member_id)
