@@ -27,6 +27,7 @@ from pyspark.sql import SparkSession
 from jobs.config.settings import MaintenanceSettings, Settings
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
+from jobs.runtime.spark_session import session_like
 from jobs.warehouse.day_lock import hold_warehouse_exclusive, try_warehouse_exclusive
 from jobs.warehouse.tables import Warehouse
 from schemas.tables import TABLES
@@ -62,10 +63,7 @@ def checked_keep_days(conf: MaintenanceSettings, allow_short: bool, flag: str) -
 
 def maintenance_session(spark: SparkSession, keep_days: int) -> SparkSession:
     """A session for the VACUUM alone: it shares ``spark``'s SparkContext, not its SQL conf."""
-    own = spark.newSession()
-    for key, value in spark.conf.getAll.items():  # the caller's SQL settings (newSession's are
-        if spark.conf.isModifiable(key):  # the SparkConf's), changed below in `own` only
-            own.conf.set(key, value)
+    own = session_like(spark)  # the caller's SQL settings, changed below in `own` only
     own.conf.set(_LISTING_TASKS, str(max(8, 4 * spark.sparkContext.defaultParallelism)))
     if keep_days < DELTA_DEFAULT_DAYS:  # allowed by the caller: checked_keep_days
         own.conf.set(_RETENTION_CHECK, "false")

@@ -88,6 +88,17 @@ def build_spark(conf: SparkSettings, *, log_file: Path | None = None) -> SparkSe
     return spark
 
 
+def session_like(spark: SparkSession) -> SparkSession:
+    """A session of its own on ``spark``'s SparkContext, with ``spark``'s SQL settings: a
+    setting changed in it (a commit's user metadata, a VACUUM's) reaches no other thread that
+    shares ``spark`` (``newSession()`` alone starts from the SparkConf, losing runtime ones)."""
+    own = spark.newSession()
+    for key, value in spark.conf.getAll.items():
+        if spark.conf.isModifiable(key):
+            own.conf.set(key, value)
+    return own
+
+
 def jars_list_file() -> Path:
     """Where the JAR list Ivy resolved for :func:`delta_package` is kept between starts."""
     import pyspark

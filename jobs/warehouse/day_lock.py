@@ -54,21 +54,13 @@ def hold_day(settings: Settings, run_date: dt.date, *, run_id: str) -> Iterator[
         )
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
+    with _open(path) as handle:
+        if not _try(handle, fcntl.LOCK_EX):
             raise PolicyrankError(
-                f"run-daily {run_date} is already running ({_holder(handle.read())}); this run "
+                f"run-daily {run_date} is already running ({_holder(_read(handle))}); this run "
                 "stopped before writing anything: rerun the date after that one ends"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        holder = {"pid": os.getpid(), "run_id": run_id, "since": dt.datetime.now(dt.UTC)}
-        handle.write(json.dumps(holder, default=str))
-        handle.flush()
+            )
+        _claim(handle, run_id)
         try:
             yield
         finally:
@@ -239,7 +231,7 @@ def _gave_up(handle: IO[str], mode: int, wait_s: float | None, who: str) -> Poli
 
 
 def _claim(handle: IO[str], run_id: str) -> None:
-    """Name the exclusive holder in the file, for the runs that wait for it."""
+    """Name the exclusive holder in the file, for the runs that wait for it or are refused."""
     handle.seek(0)
     handle.truncate()
     holder = {"pid": os.getpid(), "run_id": run_id, "since": dt.datetime.now(dt.UTC)}

@@ -20,6 +20,7 @@ from jobs.config.settings import Settings
 from jobs.models.registry import Registry
 from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.faults import inject_write_fault
+from jobs.runtime.spark_session import session_like
 from schemas.tables import QUARANTINE, TABLES, Table
 
 
@@ -184,7 +185,7 @@ class Warehouse:
         self.create_if_missing(name)
         # The run id goes into the commit through a session of its own: the SQL conf that
         # carries it is shared by every thread of the caller's session.
-        session = self._spark.newSession()
+        session = session_like(self._spark)
         session.conf.set("spark.databricks.delta.commitInfo.userMetadata", run_id)
         on = " AND ".join(f"t.{k} = s.{k}" for k in keys)
         (
