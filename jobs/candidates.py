@@ -9,8 +9,15 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs import incremental
 from jobs.config.settings import Settings
-from jobs.pairs.blocking import candidate_pairs, job_side, member_side
+from jobs.pairs.blocking import (
+    candidate_pairs,
+    incremental_pairs,
+    job_cities,
+    job_side,
+    member_side,
+)
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
 from jobs.warehouse.tally import count_rows
@@ -34,12 +41,25 @@ def run(
     passed_m, passed_j = inputs.valid
 
     counts = reconcile(inputs)
+    cities = job_cities(passed_j)
+    fingerprint = candidates_fingerprint(settings)
+    changes, why = incremental.changes_since_last_day(
+        wh, "candidates", run_date, inputs.versions, fingerprint, settings.incremental,
+        output="candidates",
+    )  # fmt: skip
+    if changes:
+        log(f"candidates: incremental {changes.describe()}")
+        previous = wh.day("candidates", changes.since)
+        found = incremental_pairs(
+            passed_m, passed_j, previous, changes.members, changes.jobs, settings.candidates, cities
+        )
+    else:
+        log(f"candidates: full run ({why})")
+        found = candidate_pairs(passed_m, passed_j, settings.candidates, cities)
     # Pairs are kept: blocking runs once for both the guard's counts and the write.
-    pairs = (
-        candidate_pairs(passed_m, passed_j, settings.candidates)
-        .select(F.lit(run_date).alias("run_date"), "*", F.lit(run_id).alias("run_id"))
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
+    pairs = found.select(
+        F.lit(run_date).alias("run_date"), "*", F.lit(run_id).alias("run_id")
+    ).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # Both guards pass before anything is written: a mismatch leaves the day as it was.
         counts.update(candidate_counts(passed_m, passed_j, pairs))
@@ -47,8 +67,14 @@ def run(
         rejected = inputs.members.quarantined.unionByName(inputs.jobs.quarantined)
         wh.replace_quarantine(rejected, run_date, "candidates", run_id=run_id)
         wh.replace_day(pairs, "candidates", run_date, run_id=run_id)
+        incremental.record(
+            wh, "candidates", run_date, inputs.versions, fingerprint,
+            changes=changes, reason=why, run_id=run_id,
+        )  # fmt: skip
     finally:
         pairs.unpersist()
+        if changes:
+            changes.release()
     log(
         f"candidates: {counts['candidates']:,} pairs for {counts['members_with_candidates']:,} "
         f"members (top_k={settings.candidates.top_k}) -> {wh.path('candidates')}"
@@ -56,6 +82,16 @@ def run(
     if own:
         inputs.unpersist()
     return counts
+
+
+def candidates_fingerprint(settings: Settings) -> str:
+    """What a day's candidates depend on besides the members and jobs themselves: the blocking
+    and validation settings. (The job cities a summary is searched for change only with jobs:
+    a new city comes with a changed job, which is blocked against every member; a city gone
+    was the location key of no job left.)"""
+    return incremental.fingerprint(
+        candidates=vars(settings.candidates), validation=vars(settings.validation)
+    )
 
 
 def check_members(counts: dict) -> None:

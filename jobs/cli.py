@@ -89,6 +89,9 @@ def cli(verbose: bool) -> None:
 STEPS = (
     ("generate", "sim.generate", "run", False,
      "Simulator: write the synthetic world: members, jobs (with bad rows), hidden truth."),
+    ("advance", "sim.churn", "advance", True,
+     "Simulator: advance the world by one day of churn: edited, new and deleted members, new "
+     "and closed jobs (a date already applied is skipped)."),
     ("candidates", "jobs.candidates", "run", True,
      "Validate inputs and write the date's top-K candidate pairs per member."),
     ("sample", "jobs.sample", "run", True,

@@ -15,6 +15,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from jobs import incremental
 from jobs.config.settings import Settings
 from jobs.models.cards import check_model_dir, model_version
 from jobs.models.inference import attach_fields, scored_pairs, unscorable
@@ -22,7 +23,7 @@ from jobs.runtime.errors import PolicyrankError
 from jobs.runtime.runlog import log
 from jobs.warehouse.tables import Warehouse
 from jobs.warehouse.tally import count_rows
-from jobs.warehouse.validation import Inputs, held_inputs
+from jobs.warehouse.validation import Inputs, held
 
 PREFILTER = "prefilter"
 
@@ -56,6 +57,38 @@ def prefilter_scores(
     return scored, unscorable(with_fields)
 
 
+def score_fingerprint(settings: Settings, version: str) -> str:
+    """What a pair's score depends on besides its member and job: the model, what it is served
+    (templates, batching), the row rules and the prefilter (the score before a promotion)."""
+    return incremental.fingerprint(
+        model=version,
+        scoring={k: v for k, v in vars(settings.scoring).items() if k != "top_n"},
+        inference=vars(settings.inference_for("scoring")),
+        validation=vars(settings.validation),
+        candidates=vars(settings.candidates),
+    )
+
+
+def carried_scores(
+    wh: Warehouse, candidates: DataFrame, changes: incremental.Changes | None
+) -> tuple[DataFrame | None, DataFrame]:
+    """(``member_id, job_id, score`` carried over from the day ``changes`` start from, the
+    candidates left to score): a pair's score carries over when neither its member nor its job
+    changed since and that day scored it (with the same model: the fingerprint says so)."""
+    if changes is None:
+        return None, candidates
+    before = wh.day("candidate_scores", changes.since).select("member_id", "job_id", "score")
+    carried = (
+        candidates.select("member_id", "job_id")
+        .join(changes.members, "member_id", "left_anti")
+        .join(changes.jobs, "job_id", "left_anti")
+        .join(before, ["member_id", "job_id"])
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    return carried, candidates.join(
+        carried.select("member_id", "job_id"), ["member_id", "job_id"], "left_anti"
+    )
+
+
 def run(
     spark: SparkSession,
     settings: Settings,
@@ -69,20 +102,42 @@ def run(
     hint = "run `policyrank candidates --date D` first"
     wh = Warehouse.of(settings, spark)
     cands = wh.day("candidates", run_date, hint=hint)
-    with held_inputs(wh, settings.validation, inputs) as (passed_m, passed_j):
+    with held(wh, settings.validation, inputs) as held_in:
+        passed_m, passed_j = held_in.valid
         n_candidates = cands.count()
         if n_candidates == 0:
             raise PolicyrankError(f"no candidates for {run_date}: {hint}")
+        fingerprint = score_fingerprint(settings, version)
+        changes, why = incremental.changes_since_last_day(
+            wh, "score", run_date, held_in.versions, fingerprint, settings.incremental,
+            output="candidate_scores",
+        )  # fmt: skip
+        carried, todo = carried_scores(wh, cands, changes)
         if model_dir:
             log(f"score: {n_candidates:,} candidate pairs with model {version} ({model_dir})")
-            scored, bad = scored_pairs(cands, passed_m, passed_j, model_dir, settings)
         else:
             log(
                 f"score: no production model yet (nothing has passed the gate): ranking "
                 f"{n_candidates:,} candidate pairs by the prefilter (model_version '{PREFILTER}')"
             )
-            scored, bad = prefilter_scores(cands, passed_m, passed_j)
-        # Scores are cached: scoring is the expensive step and both the count and the top-N need it.
+        if changes:
+            n_carried = carried.count()
+            log(
+                f"score: incremental {changes.describe()}: {n_carried:,} scores carried over, "
+                f"{n_candidates - n_carried:,} pairs to score"
+            )
+        else:
+            log(f"score: full run ({why})")
+        if model_dir:
+            fresh, bad = scored_pairs(todo, passed_m, passed_j, model_dir, settings)
+        else:
+            fresh, bad = prefilter_scores(todo, passed_m, passed_j)
+        # One type for carried and fresh scores (the table's float): ranks compare alike.
+        scored = fresh.select("member_id", "job_id", F.col("score").cast("float"))
+        if carried is not None:
+            scored = scored.unionByName(carried)
+        # Scores are cached: scoring is the expensive step and the count, the top-N and the
+        # candidate_scores write all need it.
         scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             # Counted before anything is written: a mismatch leaves the day as it was.
@@ -99,18 +154,27 @@ def run(
                     f"{n_quarantined} quarantined; nothing written"
                 )
             wh.replace_quarantine(bad, run_date, "score", run_id=run_id)
+            stamp = [F.lit(version).alias("model_version"), F.lit(run_id).alias("run_id")]
+            every = scored.select(F.lit(run_date).alias("run_date"), "*", *stamp)
+            wh.replace_day(every, "candidate_scores", run_date, run_id=run_id)
             kept = top_n_per_member(scored, settings.scoring.top_n).select(
                 F.lit(run_date).alias("run_date"),
                 "member_id",
                 "job_id",
-                F.col("score").cast("float").alias("score"),
+                "score",
                 "rank",
-                F.lit(version).alias("model_version"),
-                F.lit(run_id).alias("run_id"),
+                *stamp,
             )
             wh.replace_day(kept, "scores", run_date, run_id=run_id)
+            incremental.record(
+                wh, "score", run_date, held_in.versions, fingerprint,
+                changes=changes, reason=why, run_id=run_id,
+            )  # fmt: skip
         finally:
             scored.unpersist()
+            if changes:
+                carried.unpersist()
+                changes.release()
     written = wh.day("scores", run_date)
     counts = {
         "candidates_in": n_candidates,

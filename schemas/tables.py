@@ -31,6 +31,8 @@ class Table:
     # False for raw inputs: their NOT NULL is the contract validation enforces (quarantine),
     # not a constraint on the Delta table that would refuse the bad rows outright.
     enforce_not_null: bool = True
+    # Delta table properties set when policyrank creates the table.
+    properties: tuple[tuple[str, str], ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -52,6 +54,9 @@ class Table:
         rows = [f"### `{self.name}`", "", self.doc, ""]
         if self.partition_by:
             rows += [f"Partitioned by `{', '.join(self.partition_by)}`.", ""]
+        if self.properties:
+            props = ", ".join(f"`{k}={v}`" for k, v in self.properties)
+            rows += [f"Table properties when policyrank creates it: {props}.", ""]
         rows += ["| column | type | nullable | meaning |", "| --- | --- | --- | --- |"]
         rows += [
             f"| `{c.name}` | {c.dtype.simpleString()} | {'yes' if c.nullable else 'no'} | {c.doc} |"
@@ -63,6 +68,10 @@ class Table:
 _S, _I, _D, _F, _B = T.StringType(), T.IntegerType(), T.DoubleType(), T.FloatType(), T.BooleanType()
 _DATE = T.DateType()
 _STRINGS = T.ArrayType(T.StringType(), containsNull=False)
+
+# Incremental days read what changed in the inputs since the last day from Delta's change data
+# feed (jobs/incremental.py): on for the input tables policyrank creates; enable it on your own.
+CHANGE_FEED = (("delta.enableChangeDataFeed", "true"),)
 
 MEMBERS = Table(
     "members",
@@ -78,6 +87,7 @@ MEMBERS = Table(
         Column("work_authorization", _S, True, "Comma-separated ISO country codes."),
     ),
     enforce_not_null=False,
+    properties=CHANGE_FEED,
 )
 
 JOBS = Table(
@@ -95,6 +105,7 @@ JOBS = Table(
         Column("visa_sponsorship", _B, True, "True when the employer sponsors work visas."),
     ),
     enforce_not_null=False,
+    properties=CHANGE_FEED,
 )
 
 TRUTH = Table(
@@ -185,6 +196,51 @@ QUARANTINE = Table(
         Column("reason", _S, False, "Machine-readable reason, e.g. 'unknown_enum:seniority'."),
         Column("record", _S, False, "The raw row as JSON, cut to 2,000 characters."),
         Column("run_id", _S, False, "Identifier of the run that wrote the row."),
+    ),
+    partition_by=("run_date",),
+)
+
+CANDIDATE_SCORES = Table(
+    "candidate_scores",
+    "Output of `policyrank score`: every scored candidate pair of a date (`scores` keeps the "
+    "top-N of it). An incremental day carries a pair's score over when its member, job and model "
+    "are unchanged since the day before.",
+    (
+        Column("run_date", _DATE, False, "Logical date of the daily run."),
+        Column("member_id", _S, False, "Member key."),
+        Column("job_id", _S, False, "Job key."),
+        Column("score", _F, False, "As in `scores`."),
+        Column("model_version", _S, False, "As in `scores`."),
+        Column("run_id", _S, False, "Identifier of the run that wrote the row."),
+    ),
+    partition_by=("run_date",),
+)
+
+STEP_INPUTS = Table(
+    "step_inputs",
+    "Lineage of `candidates` and `score`: per date and step, the input versions read and a "
+    "fingerprint of everything else the output depends on (settings, model). The next "
+    "day starts from it when it runs incrementally (docs/incremental.md).",
+    (
+        Column("run_date", _DATE, False, "Logical date of the run."),
+        Column("step", _S, False, "'candidates' or 'score'."),
+        Column("members_version", T.LongType(), False, "Delta version of `members` read."),
+        Column("jobs_version", T.LongType(), False, "Delta version of `jobs` read."),
+        Column(
+            "fingerprint",
+            _S,
+            False,
+            "Hash of the settings, model and context the output depends on.",
+        ),
+        Column("mode", _S, False, "'full' or 'incremental'."),
+        Column("reason", _S, False, "Why the step ran full, or the day it started from."),
+        Column(
+            "changed_members", T.LongType(), True, "Members changed since that day (incremental)."
+        ),
+        Column("changed_jobs", T.LongType(), True, "Jobs changed since that day (incremental)."),
+        Column(
+            "run_id", _S, False, "Identifier of the run that wrote the row (and the step's output)."
+        ),
     ),
     partition_by=("run_date",),
 )
@@ -398,6 +454,8 @@ TABLES = {
         TRUTH,
         CANDIDATES,
         SCORES,
+        CANDIDATE_SCORES,
+        STEP_INPUTS,
         QUARANTINE,
         SAMPLED_PAIRS,
         GOLD_LABELS,

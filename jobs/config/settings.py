@@ -32,6 +32,17 @@ class SparkSettings:
 
 
 @dataclass(frozen=True)
+class ChurnSettings:
+    """Simulator only: one day of churn (`policyrank advance`), as shares of the current rows."""
+
+    edited_members_share: float
+    new_members_share: float
+    deleted_members_share: float
+    new_jobs_share: float
+    closed_jobs_share: float
+
+
+@dataclass(frozen=True)
 class WorldSettings:
     seed: int
     members: int
@@ -40,6 +51,7 @@ class WorldSettings:
     injection_share: float
     generate_if_missing: bool
     partitions: int
+    churn: ChurnSettings
 
 
 @dataclass(frozen=True)
@@ -51,6 +63,11 @@ class ValidationSettings:
 class CandidateSettings:
     top_k: int
     skill_weight: float
+
+
+@dataclass(frozen=True)
+class IncrementalSettings:
+    enabled: bool
 
 
 @dataclass(frozen=True)
@@ -209,6 +226,7 @@ class Settings:
     world: WorldSettings
     validation: ValidationSettings
     candidates: CandidateSettings
+    incremental: IncrementalSettings
     inference: InferenceSettings
     scoring: ScoringSettings
     sampling: SamplingSettings

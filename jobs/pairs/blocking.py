@@ -114,14 +114,26 @@ def blocked_rows(m: DataFrame, j: DataFrame) -> DataFrame:
     return m_keys.join(j_keys, ["key", "loc_key"])
 
 
-def candidate_pairs(members: DataFrame, jobs: DataFrame, conf: CandidateSettings) -> DataFrame:
+def candidate_pairs(
+    members: DataFrame,
+    jobs: DataFrame,
+    conf: CandidateSettings,
+    cities: list[str] | None = None,
+) -> DataFrame:
     """Top-``conf.top_k`` jobs per member by a cheap prefilter, from validated members and jobs.
 
     Returns ``member_id, job_id, shared_keys, prefilter_score, prefilter_rank``. The prefilter is
     ``skill_weight * (shared skills / job's skills) + (1 - skill_weight) * seniority fit`` where
     seniority fit is ``1 - |level gap| / 4``; ties break on job_id so the result is deterministic.
+    ``cities`` are :func:`job_cities` of ``jobs`` (computed when not given).
     """
-    m, j = member_side(members, job_cities(jobs)), job_side(jobs)
+    m = member_side(members, job_cities(jobs) if cities is None else cities)
+    return top_k(prefilter_pairs(m, job_side(jobs), conf), conf.top_k)
+
+
+def prefilter_pairs(m: DataFrame, j: DataFrame, conf: CandidateSettings) -> DataFrame:
+    """Every blocked pair of the member and job sides with its prefilter score:
+    ``member_id, job_id, shared_keys, prefilter_score``."""
     is_skill = ~F.col("key").startswith(FAMILY_PREFIX)
     shared = (
         blocked_rows(m, j)
@@ -131,18 +143,65 @@ def candidate_pairs(members: DataFrame, jobs: DataFrame, conf: CandidateSettings
             F.count_distinct(F.when(is_skill, F.col("key"))).alias("shared_skills"),
         )
     )
-    scored = (
+    return (
         shared.join(m.select("member_id", "m_level"), "member_id")
         .join(j.select("job_id", "j_level", F.size("skills").alias("j_skills")), "job_id")
-        .withColumn(
-            "prefilter_score",
-            conf.skill_weight * F.col("shared_skills") / F.greatest(F.col("j_skills"), F.lit(1))
-            + (1 - conf.skill_weight) * (1 - F.abs(F.col("m_level") - F.col("j_level")) / 4),
+        .select(
+            "member_id",
+            "job_id",
+            "shared_keys",
+            (
+                conf.skill_weight * F.col("shared_skills") / F.greatest(F.col("j_skills"), F.lit(1))
+                + (1 - conf.skill_weight) * (1 - F.abs(F.col("m_level") - F.col("j_level")) / 4)
+            ).alias("prefilter_score"),
         )
     )
+
+
+def top_k(pairs: DataFrame, k: int) -> DataFrame:
+    """The best ``k`` pairs per member by prefilter score (ties: job_id), ranked 1..k."""
     best_first = Window.partitionBy("member_id").orderBy(F.desc("prefilter_score"), "job_id")
     return (
-        scored.withColumn("prefilter_rank", F.row_number().over(best_first).cast("int"))
-        .where(F.col("prefilter_rank") <= conf.top_k)
+        pairs.withColumn("prefilter_rank", F.row_number().over(best_first).cast("int"))
+        .where(F.col("prefilter_rank") <= k)
         .select("member_id", "job_id", "shared_keys", "prefilter_score", "prefilter_rank")
     )
+
+
+def incremental_pairs(
+    members: DataFrame,
+    jobs: DataFrame,
+    previous: DataFrame,
+    changed_members: DataFrame,
+    changed_jobs: DataFrame,
+    conf: CandidateSettings,
+    cities: list[str],
+) -> DataFrame:
+    """:func:`candidate_pairs` of today's ``members`` and ``jobs``, from the ``previous`` day's
+    candidates and the ids changed since (inserted, updated or deleted), with the same settings
+    and ``cities``; equal to a full run row for row.
+
+    A member is blocked against every job again when it changed, or when its previous list was
+    full (``top_k`` pairs) and lost a job (changed or closed): the job that would take the freed
+    place was never kept. Every other member keeps its previous pairs with unchanged jobs, plus
+    its blocked pairs with the changed jobs, and the top-K is taken again. A list shorter than
+    ``top_k`` held every blocked pair, so nothing outside it can enter; a full list that lost
+    nothing holds the top-K of the unchanged jobs. Prefilter scores are pure functions of the
+    member and the job, so the kept ones equal a recomputation.
+    """
+    m_all, j_all = member_side(members, cities), job_side(jobs)
+    kept = previous.join(changed_members, "member_id", "left_anti")
+    lost = kept.join(changed_jobs, "job_id", "left_semi").select("member_id").distinct()
+    full = kept.groupBy("member_id").count().where(F.col("count") >= conf.top_k)
+    redo = changed_members.unionByName(lost.join(full, "member_id", "left_semi")).distinct()
+    redone = prefilter_pairs(m_all.join(redo, "member_id", "left_semi"), j_all, conf)
+    others = m_all.join(redo, "member_id", "left_anti")
+    with_changed_jobs = prefilter_pairs(
+        others, j_all.join(changed_jobs, "job_id", "left_semi"), conf
+    )
+    carried = (
+        kept.join(redo, "member_id", "left_anti")
+        .join(changed_jobs, "job_id", "left_anti")
+        .select("member_id", "job_id", "shared_keys", "prefilter_score")
+    )
+    return top_k(redone.unionByName(with_changed_jobs).unionByName(carried), conf.top_k)

@@ -149,6 +149,8 @@ class Warehouse:
             )
         if table.partition_by:
             builder = builder.partitionedBy(*table.partition_by)
+        for key, value in table.properties:
+            builder = builder.property(key, value)
         builder.execute()
 
     def overwrite(self, df: DataFrame, name: str, *, run_id: str) -> None:

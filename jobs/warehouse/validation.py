@@ -184,11 +184,18 @@ def held_inputs(
     """Members and jobs that pass the row rules, for a step that joins them several times: the
     run's ``inputs`` when given, else read now and kept (memory, then disk) until the step is
     done, so a step run on its own validates them once, not once per join."""
+    with held(wh, conf, inputs) as own:
+        yield own.valid
+
+
+@contextmanager
+def held(wh: Warehouse, conf: ValidationSettings, inputs: Inputs | None = None) -> Iterator[Inputs]:
+    """:func:`held_inputs`, as the :class:`Inputs` (their versions included)."""
     if inputs is not None:
-        yield inputs.valid
+        yield inputs
         return
     own = Inputs.read(wh, conf).persist()
     try:
-        yield own.valid
+        yield own
     finally:
         own.unpersist()
