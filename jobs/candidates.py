@@ -47,6 +47,10 @@ def run(
         wh, "candidates", run_date, inputs.versions, fingerprint, settings.incremental,
         output="candidates",
     )  # fmt: skip
+    if changes and (crowd := too_many_changes(changes, counts, settings)):
+        changes.release()
+        changes, why = None, crowd
+    counts["mode"] = f"incremental since {changes.since}" if changes else f"full ({why})"
     if changes:
         log(f"candidates: incremental {changes.describe()}")
         previous = wh.day("candidates", changes.since)
@@ -92,6 +96,21 @@ def candidates_fingerprint(settings: Settings) -> str:
     return incremental.fingerprint(
         candidates=vars(settings.candidates), validation=vars(settings.validation)
     )
+
+
+def too_many_changes(changes: incremental.Changes, counts: dict, settings: Settings) -> str:
+    """Why a day is blocked in full although it could start from the last one: past
+    ``incremental.max_changed_share`` of the members or jobs changed (a re-import, a world
+    rewritten), redoing them costs more than blocking everything. Else ''."""
+    limit = settings.incremental.max_changed_share
+    for table in ("members", "jobs"):
+        changed, rows = changes.counts[table], counts[f"{table}_in"]
+        if changed > limit * rows:
+            return (
+                f"{changed:,} of {rows:,} {table} changed since {changes.since}, over "
+                f"incremental.max_changed_share {limit}"
+            )
+    return ""
 
 
 def check_members(counts: dict) -> None:

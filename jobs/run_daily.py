@@ -125,6 +125,7 @@ def format_summary(settings: Settings, run_date: dt.date, summary: dict) -> str:
         f"kept {s['scores']:,} (top {settings.scoring.top_n} per member)",
         f"labelled    {lab['labelled']:>9,} pairs (+ {lab['already_labelled']:,} already) by "
         f"{lab['teacher_model_id']}",
+        f"days        candidates {c['mode']}; score {s['mode']}",
         f"model       {s['model_version']}"
         + (
             "  (no student has passed the gate yet: prefilter ordering)"

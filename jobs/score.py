@@ -113,6 +113,7 @@ def run(
             output="candidate_scores",
         )  # fmt: skip
         carried, todo = carried_scores(wh, cands, changes)
+        mode = f"incremental since {changes.since}" if changes else f"full ({why})"
         if model_dir:
             log(f"score: {n_candidates:,} candidate pairs with model {version} ({model_dir})")
         else:
@@ -182,6 +183,7 @@ def run(
         "quarantined": n_quarantined,
         **count_rows({"scores": written, "members_scored": written.select("member_id").distinct()}),
         "model_version": version,
+        "mode": mode,
     }
     log(
         f"score: kept top {settings.scoring.top_n} of {n_candidates:,} scored pairs: "

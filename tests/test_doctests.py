@@ -6,6 +6,7 @@ import importlib
 import pytest
 
 MODULES = [
+    "jobs.incremental",
     "jobs.models.cards",
     "jobs.quality.report",
     "jobs.runtime.task_failures",

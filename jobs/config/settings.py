@@ -68,6 +68,7 @@ class CandidateSettings:
 @dataclass(frozen=True)
 class IncrementalSettings:
     enabled: bool
+    max_changed_share: float
 
 
 @dataclass(frozen=True)
