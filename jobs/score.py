@@ -62,7 +62,10 @@ def score_fingerprint(settings: Settings, version: str) -> str:
     (templates, batching), the row rules and the prefilter (the score before a promotion)."""
     return incremental.fingerprint(
         model=version,
-        scoring={k: v for k, v in vars(settings.scoring).items() if k != "top_n"},
+        # the model by its content-derived version, not where its folder is
+        scoring={
+            k: v for k, v in vars(settings.scoring).items() if k not in ("top_n", "model_dir")
+        },
         inference=vars(settings.inference_for("scoring")),
         validation=vars(settings.validation),
         candidates=vars(settings.candidates),
