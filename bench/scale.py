@@ -63,7 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     )  # one warm JVM for every step and size
     # Settings first: a config edited while the bench runs cannot change a later size's.
     every = [(_settings(work, scale, model_dir, args), scale) for scale in scales]
-    rows = [_one_scale(spark, settings, scale) for settings, scale in every]
+    rows = []
+    for settings, scale in every:
+        rows.append(_one_scale(spark, settings, scale))
+        # each size's row as soon as it is done (stderr): a long run stopped early keeps them
+        print(f"[scale] {_row(rows[-1])}", file=sys.stderr, flush=True)
     _report(rows, args)
 
 
@@ -158,6 +162,16 @@ def _one_scale(spark, settings: Settings, scale: float) -> dict:
     }
 
 
+def _row(r: dict) -> str:
+    f, i = r["full"], r["incremental"]
+    share = (i["candidates_s"] + i["score_s"]) / (f["candidates_s"] + f["score_s"])
+    return (
+        f"| x{r['scale']:g} | {r['members']:,} x {r['jobs']:,} | {f['pairs']:,} | "
+        f"{f['candidates_s']:.1f} | {f['score_s']:.1f} | {i['candidates_s']:.1f} | "
+        f"{i['score_s']:.1f} | {share:.0%} | {'yes' if r['same'] else 'NO'} |"
+    )
+
+
 def _report(rows: list[dict], args) -> None:
     print(f"## Daily steps by world size ({_machine()})")
     print()
@@ -172,13 +186,7 @@ def _report(rows: list[dict], args) -> None:
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for r in rows:
-        f, i = r["full"], r["incremental"]
-        share = (i["candidates_s"] + i["score_s"]) / (f["candidates_s"] + f["score_s"])
-        print(
-            f"| x{r['scale']:g} | {r['members']:,} x {r['jobs']:,} | {f['pairs']:,} | "
-            f"{f['candidates_s']:.1f} | {f['score_s']:.1f} | {i['candidates_s']:.1f} | "
-            f"{i['score_s']:.1f} | {share:.0%} | {'yes' if r['same'] else 'NO'} |"
-        )
+        print(_row(r))
     print()
     print("Growth exponent of each full step's time between consecutive sizes (log t / log n):")
     print()
