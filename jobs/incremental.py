@@ -30,6 +30,7 @@ from pyspark.sql import functions as F
 
 from jobs.config.settings import IncrementalSettings
 from jobs.warehouse.tables import Warehouse
+from schemas.tables import STEP_INPUTS
 
 KEYS = {"members": "member_id", "jobs": "job_id"}
 
@@ -165,9 +166,5 @@ def record(
         "changed_jobs": changes.counts["jobs"] if changes else None,
         "run_id": run_id,
     }
-    schema = (
-        "run_date date, step string, members_version long, jobs_version long, fingerprint string, "
-        "mode string, reason string, changed_members long, changed_jobs long, run_id string"
-    )
-    frame = wh.spark.createDataFrame([row], schema)
+    frame = wh.spark.createDataFrame([row], STEP_INPUTS.spark_schema())
     wh.replace_day(frame, "step_inputs", run_date, run_id=run_id, where=f"step = '{step}'")
